@@ -1,0 +1,56 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# KVM live update: the project's entry points.  Everything large (build
+# root, base, object tree, ccache) lives in $(KLU_CACHE), outside the clone.
+# See README.md.
+
+SHELL := /bin/bash
+T := tooling
+
+.PHONY: help run test check series buildroot buildroot-repin base kernel selftests clean distclean
+
+help:
+	@echo "make run        build, boot and show the live-update demo"
+	@echo "make test       build, boot and run the whole test suite (TAP)"
+	@echo "make check      checkpatch --strict, rustfmtcheck, CLIPPY=1 build"
+	@echo "make series     the series as git format-patch files in series/"
+	@echo "make kernel     build only the kernel"
+	@echo "make selftests  build only the selftests"
+	@echo "make clean      remove the object tree (ccache and build root stay)"
+	@echo "make distclean  remove everything under \$$KLU_CACHE"
+
+.PHONY: prereqs
+prereqs: buildroot base
+
+buildroot:
+	@$(T)/buildroot.sh
+
+buildroot-repin:
+	@$(T)/buildroot.sh --repin
+
+base: buildroot
+	@$(T)/base.sh
+
+kernel: prereqs
+	@$(T)/build.sh kernel
+
+selftests: prereqs
+	@$(T)/build.sh selftests
+
+test: prereqs
+	@$(T)/test.sh
+
+run: prereqs
+	@$(T)/run.sh
+
+check: prereqs
+	@$(T)/check.sh
+
+series: base
+	@$(T)/series.sh
+
+clean:
+	@. $(T)/lib.sh && rm -rf "$$OUT" "$$SELFTESTS_OUT" "$$RESULTS"
+
+distclean:
+	@. $(T)/lib.sh && rm -rf "$$KLU_CACHE"

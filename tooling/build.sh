@@ -1,0 +1,97 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Build the patched kernel: assemble the tree, make the config (tinyconfig
+# plus tooling/config/kvm-live-update.config, regenerated only when either
+# changes), then an incremental LLVM=1 build through ccache in a persistent
+# object tree outside the clone.
+#
+# usage: build.sh [kernel|selftests|all] [extra make args...]
+
+. "$(dirname "$0")/lib.sh"
+
+FRAGMENT=$TOOLING/config/kvm-live-update.config
+
+# Show warnings, errors and a running count of compiled objects instead of
+# the full make output.
+progress() {
+	awk '
+		/^  [A-Z0-9_]+ +/ { n++; if (n % 250 == 0) { printf "    ... %d build steps\n", n; fflush() } next }
+		/^make\[|^make: (Entering|Leaving)/ { next }
+		{ print; fflush() }
+		END { printf "    %d build steps\n", n }' >&2
+}
+
+kmake() {
+	in_root make -C "$C_SRC" O="$C_OUT" LLVM=1 -j"$JOBS" "$@"
+}
+
+config() {
+	local hash
+	hash=$({ cat "$FRAGMENT"; echo "$BASE_VERSION"; } | sha256sum | cut -d' ' -f1)
+	if [ -f "$OUT/.config" ] && [ "$(cat "$OUT/.klu-config" 2>/dev/null)" = "$hash" ]; then
+		return 0
+	fi
+	log "configuring: tinyconfig + $(basename "$FRAGMENT")"
+	kmake -s tinyconfig >/dev/null
+	in_root /bin/sh -c "cd $C_OUT && KCONFIG_CONFIG=.config $C_SRC/scripts/kconfig/merge_config.sh -m -O $C_OUT .config $C_TOP/tooling/config/$(basename "$FRAGMENT")" >/dev/null
+	kmake -s olddefconfig >/dev/null
+	local bad=0 line sym val got
+	while IFS= read -r line; do
+		case "$line" in CONFIG_*=*) ;; *) continue ;; esac
+		sym=${line%%=*}
+		val=${line#*=}
+		got=$(grep -E "^$sym=|^# $sym is not set" "$OUT/.config" || true)
+		if [ "$val" = n ]; then
+			[ -z "$got" ] || [ "$got" = "# $sym is not set" ] && continue
+		else
+			[ "$got" = "$sym=$val" ] && continue
+		fi
+		echo "config: $line requested, but the result has '${got:-nothing}'" >&2
+		bad=1
+	done <"$FRAGMENT"
+	[ $bad = 0 ] || die "the config fragment did not apply (unmet dependencies?)"
+	echo "$hash" >"$OUT/.klu-config"
+}
+
+kernel() {
+	"$TOOLING/assemble.sh"
+	config
+	log "building the kernel (LLVM=1, ccache, -j$JOBS)"
+	kmake bzImage "$@" 2>&1 | tee "$KLU_CACHE/build.log" | progress ||
+		die "kernel build failed (full log: $KLU_CACHE/build.log)"
+	[ -f "$OUT/arch/x86/boot/bzImage" ] || die "kernel build failed: no bzImage"
+}
+
+# The selftest groups tests.list uses, built against the patched UAPI headers.
+selftests() {
+	"$TOOLING/assemble.sh"
+	config
+	log "building UAPI headers and selftests ($(selftest_dirs | tr '\n' ' '))"
+	kmake -s headers >/dev/null
+	local d
+	for d in $(selftest_dirs); do
+		in_root make -s -C "$C_SRC/tools/testing/selftests/$d" -j"$JOBS" \
+			OUTPUT="$C_SELFTESTS/$d" KHDR_INCLUDES="-isystem $C_OUT/usr/include" \
+			>"$KLU_CACHE/selftests-$d.log" 2>&1 ||
+			{ tail -n 30 "$KLU_CACHE/selftests-$d.log" >&2; die "building selftests/$d failed (log: $KLU_CACHE/selftests-$d.log)"; }
+	done
+}
+
+selftest_dirs() {
+	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$TOOLING/tests.list" | awk '{ split($2, p, "/"); print p[1] }' | sort -u
+}
+
+# The demo's KVM guest program (tooling/demo/).
+demo() {
+	mkdir -p "$SELFTESTS_OUT/demo"
+	in_root gcc -O2 -Wall -Werror -isystem "$C_OUT/usr/include" \
+		-o "$C_SELFTESTS/demo/kvm-counter" "$C_TOP/tooling/demo/kvm-counter.c"
+}
+
+all() {
+	kernel
+	selftests
+}
+
+"${@:-kernel}"

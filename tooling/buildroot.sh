@@ -1,0 +1,131 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Make (or repair) the Debian build root that holds the whole toolchain:
+# debootstrap --variant=minbase, trixie-backports enabled, every toolchain
+# package at the version pinned in tooling/buildroot.packages.  Idempotent: a
+# finished root whose package list did not change is left alone, a half-made
+# one is detected (no completion stamp) and made again.
+#
+# usage: buildroot.sh [--repin]
+
+. "$(dirname "$0")/lib.sh"
+
+PACKAGES_FILE=$TOOLING/buildroot.packages
+STAMP=$ROOT/.klu-buildroot-done
+REPIN=0
+[ "${1:-}" = --repin ] && REPIN=1
+
+# The Debian mirror is the one this host's apt already uses, unless
+# DEBIAN_MIRROR says otherwise.
+host_mirror() {
+	local m
+	m=$(grep -hs -E '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null |
+		awk '{ print $2 }' | grep -E '/debian/?$' | head -n1 || true)
+	[ -n "$m" ] || m=$(grep -hs -E '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+		awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^(http|https|file):/) { print $i; exit } }' |
+		grep -E '/debian/?$' | head -n1 || true)
+	[ -n "$m" ] || die "no Debian mirror found in this host's apt sources; set DEBIAN_MIRROR=<url of a Debian archive>"
+	echo "${m%/}"
+}
+
+# The package list without comments, as "name=version" or "name".
+wanted() {
+	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$PACKAGES_FILE"
+}
+
+list_hash() {
+	{ wanted; echo "$SUITE $BACKPORTS"; } | sha256sum | cut -d' ' -f1
+}
+
+# The toolchain, by name: what `--repin` installs unpinned.
+TOOLCHAIN="build-essential flex bison bc libelf-dev libssl-dev dwarves cpio kmod rsync
+python3 xz-utils rustc rust-src rustfmt rust-clippy bindgen libclang-dev clang lld llvm
+qemu-system-x86 virtme-ng busybox-static ccache kexec-tools udev git procps iproute2 uuid-dev"
+
+chroot_sh() {
+	unshare --mount --propagation private -- /bin/bash -c '
+		r=$1; shift
+		for d in proc sys dev dev/pts; do mount --rbind /$d "$r/$d"; done
+		exec chroot "$r" /usr/bin/env -i HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive \
+			PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -c "$1"
+	' chroot_sh "$ROOT" "$1"
+}
+
+main() {
+	need_root "make buildroot"
+	need_host_cmd debootstrap debootstrap
+	need_host_cmd unshare util-linux
+
+	if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(list_hash)" ] && [ $REPIN = 0 ]; then
+		info "build root up to date: $ROOT"
+		return 0
+	fi
+
+	local mirror
+	mirror=${DEBIAN_MIRROR:-$(host_mirror)}
+
+	if [ -d "$ROOT" ] && [ ! -x "$ROOT/usr/bin/apt-get" ]; then
+		log "removing half-made build root $ROOT"
+		# Nothing may be mounted below it: our mounts live in private
+		# namespaces, but be careful anyway.
+		if grep -q " $ROOT/" /proc/self/mounts; then
+			die "something is mounted below $ROOT; unmount it first"
+		fi
+		rm -rf "$ROOT"
+	fi
+
+	if [ ! -x "$ROOT/usr/bin/apt-get" ]; then
+		log "debootstrap $SUITE (minbase) into $ROOT"
+		mkdir -p "$ROOT"
+		debootstrap --variant=minbase "$SUITE" "$ROOT" "$mirror" >"$KLU_CACHE/debootstrap.log" 2>&1 ||
+			{ tail -n 20 "$KLU_CACHE/debootstrap.log" >&2; rm -rf "$ROOT"; die "debootstrap failed (log: $KLU_CACHE/debootstrap.log)"; }
+	fi
+
+	cat >"$ROOT/etc/apt/sources.list" <<-SRC
+	deb $mirror $SUITE main
+	deb $mirror $BACKPORTS main
+	SRC
+	echo 'APT::Install-Recommends "false";' >"$ROOT/etc/apt/apt.conf.d/90klu-norecommends"
+	# virtme-ng's init needs a hostname and a machine id to be quiet.
+	echo klu >"$ROOT/etc/hostname"
+
+	local pkgs
+	if [ $REPIN = 1 ]; then
+		pkgs=$(echo $TOOLCHAIN)
+	else
+		pkgs=$(wanted | tr '\n' ' ')
+		[ -n "$pkgs" ] || die "$PACKAGES_FILE lists no packages; run: make buildroot-repin"
+	fi
+
+	log "installing the toolchain from $BACKPORTS (takes about two minutes)"
+	if ! chroot_sh "apt-get -q update && apt-get -q -y install -t $BACKPORTS $pkgs" \
+		>"$KLU_CACHE/apt.log" 2>&1; then
+		tail -n 20 "$KLU_CACHE/apt.log" >&2
+		if grep -q -E "Version '.*' for '.*' was not found|has no installation candidate" "$KLU_CACHE/apt.log"; then
+			die "a pinned package version is no longer served by the Debian archive.
+Run 'make buildroot-repin' to take the versions the archive serves now, check that
+'make test' still passes, and commit tooling/buildroot.packages (see README.md)."
+		fi
+		die "apt-get install failed (log: $KLU_CACHE/apt.log)"
+	fi
+
+	if [ $REPIN = 1 ]; then
+		log "pinning the installed versions in $PACKAGES_FILE"
+		local tmp p v
+		tmp=$(mktemp)
+		sed -n '/^#/p' "$PACKAGES_FILE" >"$tmp"
+		for p in $TOOLCHAIN; do
+			v=$(chroot_sh "dpkg-query -W -f='\${Version}' $p")
+			echo "$p=$v" >>"$tmp"
+		done
+		mv "$tmp" "$PACKAGES_FILE"
+	fi
+
+	# A minimal root has no poweroff; virtme-init panics at shutdown without it.
+	[ -e "$ROOT/sbin/poweroff" ] || ln -sf /bin/busybox "$ROOT/sbin/poweroff"
+	list_hash >"$STAMP"
+	info "build root ready: $ROOT"
+}
+
+main "$@"

@@ -1,0 +1,43 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# `make run`, inside the kernel under test.  Lines "STEP <name>" mark the
+# steps whose durations the host measures (tooling/run.sh timestamps every
+# line as it arrives, so the measurement spans the kexec).
+
+set -u
+RESULTS=/build/results
+BIN=/build/selftests
+MARK=$RESULTS/demo-stage
+KERNEL=/build/out/arch/x86/boot/bzImage
+export PATH=$PATH:/usr/sbin:/sbin
+cd /tmp || exit 1
+
+step() { echo "STEP $*"; }
+
+if [ "$(cat "$MARK" 2>/dev/null)" != 2 ]; then
+	step "kernel 1 booted"
+	echo "kernel: $(uname -r), cmdline: $(cat /proc/cmdline | tr ' ' '\n' | grep -E '^(liveupdate|kho)' | tr '\n' ' ')"
+	echo "kvm_amd: nested=$(cat /sys/module/kvm_amd/parameters/nested) npt=$(cat /sys/module/kvm_amd/parameters/npt)"
+	step "a KVM guest runs in kernel 1"
+	"$BIN/demo/kvm-counter" 2 || exit 1
+	step "LUO: preserve a memfd in a session"
+	"$BIN/liveupdate/luo_kexec_simple" -s 1 || exit 1
+	echo 2 >"$MARK"
+	step "kexec into kernel 2"
+	kexec -l -s --reuse-cmdline "$KERNEL" || exit 1
+	sync
+	kexec -e
+	echo "kexec -e returned"
+	exit 1
+fi
+
+rm -f "$MARK"
+step "kernel 2 booted"
+echo "kernel: $(uname -r); what the previous kernel handed over:"
+dmesg | grep -i -E 'KHO|liveupdate|luo' | head -n 5 | sed 's/^/  dmesg: /'
+step "LUO: retrieve the memfd and check its contents"
+"$BIN/liveupdate/luo_kexec_simple" -s 2 || exit 1
+step "a KVM guest runs in kernel 2"
+"$BIN/demo/kvm-counter" 2 || exit 1
+step "done"

@@ -1,0 +1,125 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Runs inside the kernel under test (virtme-ng guest).  Stage 1: every test
+# of tooling/tests.list, then the first stage of the "kexec" group, then a
+# real kexec into the same kernel.  virtme-ng's command line survives the
+# kexec, so this script runs again: the marker file on the shared results
+# directory says it is stage 2, which runs the second stage of the "kexec"
+# group and powers off.
+#
+# Results go to $RESULTS/tap as "ok|not ok <name> # <secs>s [SKIP reason]".
+
+set -u
+RESULTS=/build/results
+SELFTESTS=/build/selftests
+LIST=/build/repo/tooling/tests.list
+KERNEL=/build/out/arch/x86/boot/bzImage
+MARK=$RESULTS/stage
+TAP=$RESULTS/tap
+FILTER=${KLU_FILTER:-}
+
+cd /tmp || exit 1
+export PATH=$PATH:/usr/sbin:/sbin
+
+t() { date +%s.%N; }
+dt() { awk -v a="$1" -v b="$(t)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# run NAME LIMIT CMD...: run one test with a time limit, record its result.
+run() {
+	local name=$1 limit=$2 t0 rc log
+	shift 2
+	log=$RESULTS/logs/${name//\//_}.log
+	echo "# --- $name" >&2
+	t0=$(t)
+	timeout -k 5 "$limit" "$@" >"$log" 2>&1
+	rc=$?
+	sed 's/^/# /' "$log" | tail -n 40 >&2
+	if [ $rc = 0 ]; then
+		echo "ok $name # $(dt "$t0")s" | tee -a "$TAP"
+	elif [ $rc = 4 ]; then
+		echo "ok $name # SKIP $(grep -m1 -i -E 'skip|requirement' "$log" | tr -d '#\n' | cut -c1-120)" | tee -a "$TAP"
+	elif [ $rc = 124 ] || [ $rc = 137 ]; then
+		echo "not ok $name # timed out after ${limit}s" | tee -a "$TAP"
+	else
+		echo "not ok $name # exit $rc after $(dt "$t0")s" | tee -a "$TAP"
+	fi
+}
+
+tests() {
+	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$LIST" | awk -v g="$1" '$1 == g { print $2, $3 }' |
+		while read -r path limit; do
+			[ -z "$FILTER" ] || [[ "$path" == *$FILTER* ]] && echo "$path $limit"
+		done
+}
+
+group_time() { echo "group $1 $(dt "$2")" >>"$RESULTS/groups"; }
+
+stage1() {
+	mkdir -p "$RESULTS/logs"
+	: >"$TAP"
+	: >"$RESULTS/groups"
+	dmesg >"$RESULTS/dmesg.boot1"
+	grep -q svm /proc/cpuinfo && echo "# cpu: svm present" >&2
+	[ -e /sys/module/kvm_amd/parameters/nested ] &&
+		echo "# kvm_amd: nested=$(cat /sys/module/kvm_amd/parameters/nested) npt=$(cat /sys/module/kvm_amd/parameters/npt)" >&2
+
+	local t0 g
+	for g in kvm luo; do
+		t0=$(t)
+		while read -r path limit; do
+			run "$path" "$limit" "$SELFTESTS/$path"
+		done < <(tests $g)
+		group_time $g "$t0"
+	done
+
+	t0=$(t)
+	local n=0
+	while read -r path limit; do
+		# Stage 1 leaves a daemon holding the preserved sessions.
+		run "$path:stage1" "$limit" "$SELFTESTS/$path" -s 1 && n=$((n + 1))
+	done < <(tests kexec)
+	group_time kexec-stage1 "$t0"
+	if [ "$(tests kexec | wc -l)" = 0 ]; then
+		return 0
+	fi
+
+	echo 2 >"$MARK"
+	date +%s.%N >"$RESULTS/kexec-start"
+	# Drop KUnit from the next boot's command line: it ran in this one.
+	local cmdline
+	cmdline=$(sed -e 's/kunit\.enable=1//' -e 's/kunit\.filter_glob=[^ ]*//' /proc/cmdline)
+	echo "# kexec: loading $KERNEL" >&2
+	if ! kexec -l -s --command-line="$cmdline" "$KERNEL"; then
+		echo "not ok kexec-load # kexec -l failed" | tee -a "$TAP"
+		rm -f "$MARK"
+		return 1
+	fi
+	sync
+	echo "# kexec: jumping to the new kernel" >&2
+	kexec -e
+	echo "not ok kexec-exec # kexec -e returned" | tee -a "$TAP"
+	rm -f "$MARK"
+	return 1
+}
+
+stage2() {
+	rm -f "$MARK"
+	dmesg >"$RESULTS/dmesg.boot2"
+	echo "# kexec: stage 2 running" >&2
+	local t0
+	t0=$(t)
+	while read -r path limit; do
+		run "$path:stage2" "$limit" "$SELFTESTS/$path" -s 2
+	done < <(tests kexec)
+	group_time kexec-stage2 "$t0"
+}
+
+if [ -f "$MARK" ] && [ "$(cat "$MARK")" = 2 ]; then
+	stage2
+else
+	stage1
+fi
+# Results are judged by the host from $TAP; the exit status only says that
+# the runner itself completed.
+exit 0

@@ -1,0 +1,58 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boot the built kernel in virtme-ng under QEMU TCG with SVM emulated
+# (-cpu max: svm, npt, vgif; see README.md) and run a command in it.  The
+# guest's root file system is the build root, so /build/{out,selftests,repo}
+# are visible in the guest and /build/results is writable.  A watchdog kills
+# the whole QEMU process group after --timeout seconds: a hung guest is a
+# failure, never a hang.
+#
+# usage: vm.sh [--timeout S] [--append ARGS] [--cpus N] [--memory M] -- CMD
+
+. "$(dirname "$0")/lib.sh"
+
+LIMIT=1800
+APPEND=""
+CPUS=${KLU_CPUS:-2}
+MEMORY=${KLU_MEMORY:-3G}
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--timeout) LIMIT=$2; shift 2 ;;
+	--append) APPEND="$APPEND $2"; shift 2 ;;
+	--cpus) CPUS=$2; shift 2 ;;
+	--memory) MEMORY=$2; shift 2 ;;
+	--) shift; break ;;
+	*) die "vm.sh: unknown option $1" ;;
+	esac
+done
+[ $# -gt 0 ] || die "usage: vm.sh [options] -- CMD"
+[ -f "$OUT/arch/x86/boot/bzImage" ] || die "no kernel built yet; run: make kernel"
+
+# panic=-1 and -no-reboot turn a guest panic into a QEMU exit.  root= names
+# virtme-ng's 9p root tag: without CONFIG_BLOCK the kernel has no fallback
+# that finds it, and virtme-ng 1.35 passes no root= for 9p.
+setsid "$TOOLING/in-root" vng --run "$C_OUT/arch/x86/boot/bzImage" \
+	--disable-kvm --cpus "$CPUS" --memory "$MEMORY" \
+	--qemu-opts="-cpu max -no-reboot" \
+	--rwdir /build/results \
+	--append "root=/dev/root liveupdate=on panic=-1 $APPEND" \
+	--exec "$*" </dev/null &
+pid=$!
+(
+	# The sleep must not outlive the watchdog: it holds our stdout.
+	trap 'kill "$s" 2>/dev/null; exit 0' TERM
+	sleep "$LIMIT" &
+	s=$!
+	wait "$s"
+	echo "vm.sh: the guest did not finish within ${LIMIT}s; killing it" >&2
+	kill -TERM -- -"$pid" 2>/dev/null
+	sleep 5
+	kill -KILL -- -"$pid" 2>/dev/null
+) &
+wd=$!
+rc=0
+wait "$pid" || rc=$?
+kill "$wd" 2>/dev/null
+wait "$wd" 2>/dev/null
+exit $rc
