@@ -25,7 +25,7 @@ main() {
 	"$TOOLING/vm.sh" --timeout "${KLU_TEST_TIMEOUT:-1800}" \
 		--append "kunit.enable=1 ${KLU_FILTER:+KLU_FILTER=$KLU_FILTER}" \
 		-- "KLU_FILTER='${KLU_FILTER:-}' /build/repo/tooling/guest/run-tests.sh" 2>&1 |
-		tee "$KLU_CACHE/test-console.log" | sed -u -e 's/^/    | /' >&2 || rc=$?
+		tee "$KLU_CACHE/test-console.log" | python3 "$TOOLING/console.py" --kexec "$TIMINGS" >&2 || rc=$?
 	printf '%-28s %8s s\n' "boot + tests (total)" "$(elapsed "$t0")" >>"$TIMINGS"
 	[ -f "$RESULTS/groups" ] && awk '{ printf "%-28s %8s s\n", "tests: " $2, $3 }' "$RESULTS/groups" >>"$TIMINGS"
 

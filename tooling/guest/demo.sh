@@ -16,7 +16,7 @@ cd /tmp || exit 1
 step() { echo "STEP $*"; }
 
 if [ "$(cat "$MARK" 2>/dev/null)" != 2 ]; then
-	step "kernel 1 booted"
+	step "kernel 1: what runs"
 	echo "kernel: $(uname -r), cmdline: $(cat /proc/cmdline | tr ' ' '\n' | grep -E '^(liveupdate|kho)' | tr '\n' ' ')"
 	echo "kvm_amd: nested=$(cat /sys/module/kvm_amd/parameters/nested) npt=$(cat /sys/module/kvm_amd/parameters/npt)"
 	step "a KVM guest runs in kernel 1"
@@ -24,18 +24,18 @@ if [ "$(cat "$MARK" 2>/dev/null)" != 2 ]; then
 	step "LUO: preserve a memfd in a session"
 	"$BIN/liveupdate/luo_kexec_simple" -s 1 || exit 1
 	echo 2 >"$MARK"
-	step "kexec into kernel 2"
+	step "kexec into kernel 2 (until its userspace runs this script)"
 	kexec -l -s --reuse-cmdline "$KERNEL" || exit 1
 	sync
-	kexec -e
+	kexec -e -x
 	echo "kexec -e returned"
 	exit 1
 fi
 
 rm -f "$MARK"
-step "kernel 2 booted"
+step "kernel 2: what it was handed"
 echo "kernel: $(uname -r); what the previous kernel handed over:"
-dmesg | grep -i -E 'KHO|liveupdate|luo' | head -n 5 | sed 's/^/  dmesg: /'
+dmesg | grep -v 'ommand line' | grep -i -E 'KHO|liveupdate|luo' | head -n 5 | sed 's/^/  dmesg: /'
 step "LUO: retrieve the memfd and check its contents"
 "$BIN/liveupdate/luo_kexec_simple" -s 2 || exit 1
 step "a KVM guest runs in kernel 2"

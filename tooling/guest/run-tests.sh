@@ -97,7 +97,7 @@ stage1() {
 	fi
 	sync
 	echo "# kexec: jumping to the new kernel" >&2
-	kexec -e
+	kexec -e -x
 	echo "not ok kexec-exec # kexec -e returned" | tee -a "$TAP"
 	rm -f "$MARK"
 	return 1
