@@ -36,7 +36,8 @@ base_repo() {
 	(
 		cd "$GITDIR"
 		git init -q -b base .
-		git add -A .
+		# Debian's .gitignore ignores everything at the top level.
+		git add -f -A .
 		export GIT_AUTHOR_NAME="Debian $BASE_PACKAGE" GIT_AUTHOR_EMAIL="base@invalid"
 		export GIT_COMMITTER_NAME=$GIT_AUTHOR_NAME GIT_COMMITTER_EMAIL=$GIT_AUTHOR_EMAIL
 		export GIT_AUTHOR_DATE="2000-01-01T00:00:00Z" GIT_COMMITTER_DATE="2000-01-01T00:00:00Z"
@@ -79,7 +80,7 @@ main() {
 			[ "$pp" = "$p" ] || continue
 			mkdir -p "$(dirname "$f")"
 			cp "$TOP/$f" "$f"
-			git add "$f"
+			git add -f "$f"
 		done < <(series_files)
 		if grep -q '^diff --git ' "$TOP/patches/$p"; then
 			git apply --index "$TOP/patches/$p" || die "patches/$p does not apply"
@@ -91,6 +92,11 @@ main() {
 	done
 	rm -rf "$OUTDIR"
 	mkdir -p "$OUTDIR"
+	if [ $n = 0 ]; then
+		info "patches/series lists no patches yet: nothing to format"
+		git checkout -q -f base
+		return 0
+	fi
 	git format-patch -q -s --cover-letter --base=base --thread=shallow \
 		--subject-prefix="${SUBJECT_PREFIX:-RFC PATCH}" -o "$OUTDIR" base..series
 	fill_cover "$OUTDIR"/0000-cover-letter.patch
