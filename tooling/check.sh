@@ -19,7 +19,7 @@ step_checkpatch() {
 	local dir=$KLU_CACHE/check-series
 	SERIES_OUT=$dir "$TOOLING/series.sh"
 	local -a mails
-	mapfile -t mails < <(cd "$dir" && ls *.patch | grep -v '^0000-cover-letter.patch$' || true)
+	mapfile -t mails < <(cd "$dir" && ls *.patch 2>/dev/null | grep -v '^0000-cover-letter.patch$' || true)
 	if [ ${#mails[@]} = 0 ]; then
 		info "checkpatch: the series has no patches yet"
 		return 0
