@@ -14,6 +14,7 @@ PRISTINE=$BASE_DIR/$BASE_PACKAGE
 LIST=$SRC/.klu-assembled
 
 main() {
+	need_host_cmd git git
 	[ -d "$PRISTINE" ] || die "the base is not unpacked; run: make base"
 	local problems
 	if ! problems=$(series_lint "$PRISTINE"); then

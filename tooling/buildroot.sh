@@ -54,7 +54,8 @@ chroot_sh() {
 
 main() {
 	need_root "make buildroot"
-	need_host_cmd debootstrap debootstrap
+	mkdir -p "$KLU_CACHE"
+	host_install debootstrap debootstrap
 	need_host_cmd unshare util-linux
 
 	if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(list_hash)" ] && [ $REPIN = 0 ]; then

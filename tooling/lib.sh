@@ -42,6 +42,19 @@ need_host_cmd() {
 		die "'$1' is not installed on this host; install it with: apt-get install $2"
 }
 
+# Like need_host_cmd, but installs the package itself where it can (root on
+# a Debian-like host), as a fresh CI machine needs.
+host_install() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		log "installing $2 on this host (needed for $1)"
+		{ apt-get -q update && DEBIAN_FRONTEND=noninteractive apt-get -q -y install "$2"; } \
+			>"${KLU_CACHE}/host-apt.log" 2>&1 ||
+			{ tail -n 20 "$KLU_CACHE/host-apt.log" >&2; die "could not install $2; install it by hand: apt-get install $2"; }
+	fi
+	need_host_cmd "$1" "$2"
+}
+
 # Seconds since the epoch with fractions, for step timings.
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }

@@ -5,6 +5,7 @@
 # timestamping every line on the host and printing how long each step took.
 
 . "$(dirname "$0")/lib.sh"
+need_host_cmd python3 python3
 
 "$TOOLING/build.sh" kernel
 "$TOOLING/build.sh" selftests

@@ -10,6 +10,7 @@
 # KLU_FILTER=<substring> runs only the listed tests whose path contains it.
 
 . "$(dirname "$0")/lib.sh"
+need_host_cmd python3 python3
 
 main() {
 	: >"$TIMINGS.new"
