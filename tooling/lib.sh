@@ -9,6 +9,7 @@ TOOLING=$TOP/tooling
 # Everything large lives outside the clone so that later runs (and CI on the
 # same machine) reuse it: the build root, the pristine base, the assembled
 # source tree, the object tree and ccache.
+HOME=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
 KLU_CACHE=${KLU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvm-live-update}
 ROOT=$KLU_CACHE/root
 BASE_DIR=$KLU_CACHE/base
@@ -16,7 +17,7 @@ SRC=$KLU_CACHE/src
 OUT=$KLU_CACHE/out
 SELFTESTS_OUT=$KLU_CACHE/selftests
 CCACHE_DIR_HOST=$KLU_CACHE/ccache
-RESULTS=${RESULTS:-$KLU_CACHE/results}
+RESULTS=$KLU_CACHE/results
 
 # Paths as seen from inside the build root.
 C_SRC=/build/src
@@ -27,7 +28,7 @@ C_TOP=/build/repo
 # shellcheck source=tooling/base.conf
 . "$TOOLING/base.conf"
 
-JOBS=${JOBS:-$(nproc)}
+JOBS=${KLU_JOBS:-$(nproc)}
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 info() { printf '    %s\n' "$*" >&2; }
@@ -60,7 +61,7 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # Record "step seconds" in the timings file of this run.
-TIMINGS=${TIMINGS:-$KLU_CACHE/timings.txt}
+TIMINGS=$KLU_CACHE/timings.txt
 timed() {
 	local name=$1 t0 rc=0
 	shift

@@ -5,7 +5,9 @@
 # run tooling/tests.list inside it (with a real kexec for the two-stage
 # tests) and KUnit (parsed from the boot's dmesg), print TAP for every test
 # and a last line "N passed, N failed, N skipped".  Exits non-zero on any
-# failure, including a test that never reported (guest crash or hang).
+# failure.  Failures include: a test that never reported (guest crash or
+# hang), a skip the list does not allow (this platform must run the test), a
+# guest that hit the watchdog, and a WARNING/BUG/Oops in the kernel log.
 #
 # KLU_FILTER=<substring> runs only the listed tests whose path contains it.
 
@@ -13,6 +15,10 @@
 need_host_cmd python3 python3
 
 main() {
+	if [ -n "${KLU_FILTER:-}" ] && [ -z "$(expected)" ]; then
+		die "KLU_FILTER='$KLU_FILTER' matches no test in tooling/tests.list"
+	fi
+	case "${KLU_FILTER:-}" in *[!A-Za-z0-9_./-]*) die "KLU_FILTER may only hold [A-Za-z0-9_./-]" ;; esac
 	: >"$TIMINGS.new"
 	TIMINGS=$TIMINGS.new
 	timed "build: kernel" "$TOOLING/build.sh" kernel
@@ -21,12 +27,13 @@ main() {
 	rm -rf "$RESULTS"
 	mkdir -p "$RESULTS"
 	log "booting the patched kernel; tests run inside it"
-	local t0 rc=0
+	local t0
 	t0=$(now)
-	"$TOOLING/vm.sh" --timeout "${KLU_TEST_TIMEOUT:-1800}" \
-		--append "kunit.enable=1 ${KLU_FILTER:+KLU_FILTER=$KLU_FILTER}" \
-		-- "KLU_FILTER='${KLU_FILTER:-}' /build/repo/tooling/guest/run-tests.sh" 2>&1 |
-		tee "$KLU_CACHE/test-console.log" | python3 "$TOOLING/console.py" --kexec "$TIMINGS" >&2 || rc=$?
+	VM_RC=0
+	"$TOOLING/vm.sh" --timeout "${KLU_TEST_TIMEOUT:-1800}" --append "kunit.enable=1" \
+		-- "KLU_FILTER=${KLU_FILTER:-} /build/repo/tooling/guest/run-tests.sh" 2>&1 |
+		tee "$KLU_CACHE/test-console.log" |
+		python3 "$TOOLING/console.py" --kexec "$TIMINGS" >&2 || VM_RC=${PIPESTATUS[0]}
 	printf '%-28s %8s s\n' "boot + tests (total)" "$(elapsed "$t0")" >>"$TIMINGS"
 	[ -f "$RESULTS/groups" ] && awk '{ printf "%-28s %8s s\n", "tests: " $2, $3 }' "$RESULTS/groups" >>"$TIMINGS"
 
@@ -35,7 +42,7 @@ main() {
 
 # KUnit: every suite that ran at boot, as parsed by kunit.py from dmesg.
 kunit_results() {
-	[ -f "$RESULTS/dmesg.boot1" ] || { echo "not ok kunit # no dmesg from the first boot"; return; }
+	[ -f "$RESULTS/dmesg.boot1" ] || { echo "not ok kunit # no dmesg from the first boot"; return 0; }
 	in_root python3 "$C_SRC/tools/testing/kunit/kunit.py" parse --json=/build/results/kunit.json \
 		/build/results/dmesg.boot1 >"$RESULTS/kunit.txt" 2>&1 || true
 	python3 - "$RESULTS/kunit.json" <<'PY'
@@ -45,52 +52,105 @@ try:
 except Exception as e:
     print(f"not ok kunit # no parsable KUnit output ({e})")
     sys.exit(0)
+
+def failed_cases(group, prefix=""):
+    """Names of failed cases, walking nested (parameterised) groups."""
+    out = [prefix + c["name"] for c in group.get("test_cases", [])
+           if c.get("status") not in ("PASS", "SKIP")]
+    for g in group.get("sub_groups", []):
+        m = g.get("misc", {})
+        if m.get("failed") or m.get("crashed") or m.get("errors"):
+            out += failed_cases(g, prefix + g["name"] + ".") or [prefix + g["name"]]
+    return out
+
+top = data.get("misc", {})
 groups = data.get("sub_groups", [])
 if not groups:
     print("not ok kunit # no KUnit suite ran")
 for g in groups:
-    cases = g.get("test_cases", [])
-    st = {c.get("status") for c in cases}
-    if g.get("misc", {}).get("crashed") or g.get("misc", {}).get("errors"):
-        print(f"not ok kunit:{g['name']} # crashed or unparsable: {g['misc']}")
-        continue
-    failed = [c["name"] for c in cases if c.get("status") not in ("PASS", "SKIP")]
-    npass = sum(c.get("status") == "PASS" for c in cases)
-    if failed:
-        print(f"not ok kunit:{g['name']} # {len(failed)} of {len(cases)} failed: {', '.join(failed[:5])}")
-    elif cases and st == {"SKIP"}:
-        print(f"ok kunit:{g['name']} # SKIP all {len(cases)} cases skipped")
+    m = g.get("misc", {})
+    bad = failed_cases(g)
+    if bad or m.get("failed") or m.get("crashed") or m.get("errors"):
+        print(f"not ok kunit:{g['name']} # failed: {', '.join(bad[:5]) or m}")
+    elif m.get("tests", 0) and m.get("skipped", 0) == m.get("tests", 0):
+        print(f"ok kunit:{g['name']} # SKIP all {m['tests']} cases skipped")
     else:
-        print(f"ok kunit:{g['name']} # {npass} cases passed")
+        print(f"ok kunit:{g['name']} # {m.get('passed', 0)} cases passed")
+# Suites that failed to start or never reported show only in the totals.
+for c in data.get("test_cases", []):
+    if c.get("status") not in ("PASS", "SKIP"):
+        print(f"not ok kunit:{c['name']} # suite failed to run")
+if top.get("crashed") or top.get("errors"):
+    print(f"not ok kunit:totals # crashed {top.get('crashed')}, errors {top.get('errors')} (missing or broken suites)")
 PY
 }
 
+# What tests.list says the guest must report, as "name skip-ok" lines.
 expected() {
+	local f=${KLU_FILTER:-}
 	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$TOOLING/tests.list" |
-		awk -v f="${KLU_FILTER:-}" 'f == "" || index($2, f) {
-			if ($1 == "kexec") { print $2 ":stage1"; print $2 ":stage2" } else print $2 }'
+		awk -v f="$f" 'f == "" || index($2, f) {
+			ok = ($4 == "skip-ok") ? 1 : 0
+			if ($1 == "kexec") { print $2 ":stage1", ok; print $2 ":stage2", ok } else print $2, ok }'
+}
+
+# Kernel warnings anywhere in a boot's log fail the run.
+kernel_log() {
+	local f first
+	for f in "$RESULTS"/dmesg.end1 "$RESULTS"/dmesg.end2; do
+		[ -f "$f" ] || continue
+		first=$(grep -m1 -E 'WARNING:|BUG:|Oops|general protection fault|Kernel panic|Call Trace' "$f" || true)
+		if [ -n "$first" ]; then
+			echo "not ok kernel-log:$(basename "$f") # $(echo "$first" | cut -c1-150)"
+		else
+			echo "ok kernel-log:$(basename "$f")"
+		fi
+	done
 }
 
 report() {
 	local tap=$RESULTS/all.tap
+	local -A skipok=()
+	local name ok
+	while read -r name ok; do skipok[$name]=$ok; done < <(expected)
 	{
+		[ "$VM_RC" = 0 ] || echo "not ok guest # the VM exited with status $VM_RC$([ "$VM_RC" = 124 ] && echo ': watchdog')"
 		kunit_results
-		cat "$RESULTS/tap" 2>/dev/null
+		cat "$RESULTS/tap" 2>/dev/null || true
+		if [ -z "${KLU_FILTER:-}" ]; then
+			for name in guest:/dev/kvm guest:kvm_amd-nested-npt guest:/dev/liveupdate; do
+				grep -q -E "^(ok|not ok) $name( |$)" "$RESULTS/tap" 2>/dev/null ||
+					echo "not ok $name # no result: the guest never ran the suite"
+			done
+		fi
+		kernel_log
 		# A listed test with no result line never ran to completion.
-		expected | while read -r name; do
+		expected | while read -r name ok; do
 			grep -q -E "^(ok|not ok) $name( |$)" "$RESULTS/tap" 2>/dev/null ||
 				echo "not ok $name # no result: the guest crashed, hung or never ran it (see $KLU_CACHE/test-console.log)"
 		done
 	} >"$tap.tmp"
-	local n=0 pass=0 fail=0 skip=0 line
+	local n=0 pass=0 fail=0 skip=0 line test
 	echo "TAP version 13"
 	echo "1..$(wc -l <"$tap.tmp")"
 	while IFS= read -r line; do
 		n=$((n + 1))
 		case "$line" in
-		"not ok "*) fail=$((fail + 1)); echo "not ok $n ${line#not ok }" ;;
-		*"# SKIP"*) skip=$((skip + 1)); echo "ok $n ${line#ok }" ;;
-		*) pass=$((pass + 1)); echo "ok $n ${line#ok }" ;;
+		"not ok "*)
+			fail=$((fail + 1)); echo "not ok $n ${line#not ok }" ;;
+		"ok "*"# SKIP"*)
+			test=${line#ok }
+			test=${test%% *}
+			if [ "${skipok[$test]:-0}" = 1 ] || [ "${test#kunit:}" != "$test" ]; then
+				skip=$((skip + 1)); echo "ok $n ${line#ok }"
+			else
+				# The list says this platform runs it: a skip hides a broken setup.
+				fail=$((fail + 1)); echo "not ok $n ${line#ok } (a skip is a failure here; mark it skip-ok in tests.list if it may skip)"
+			fi ;;
+		"ok "*)
+			pass=$((pass + 1)); echo "ok $n ${line#ok }" ;;
+		*)
+			fail=$((fail + 1)); echo "not ok $n unparsable result line: $line" ;;
 		esac
 	done <"$tap.tmp"
 	mv "$tap.tmp" "$tap"

@@ -31,28 +31,36 @@ done
 
 # panic=-1 and -no-reboot turn a guest panic into a QEMU exit.  root= names
 # virtme-ng's 9p root tag: without CONFIG_BLOCK the kernel has no fallback
-# that finds it, and virtme-ng 1.35 passes no root= for 9p.
+# that finds it, and virtme-ng 1.35 passes no root= for 9p.  log_buf_len
+# keeps the whole boot (KUnit's KTAP included) in the kernel log.
 setsid "$TOOLING/in-root" vng --run "$C_OUT/arch/x86/boot/bzImage" \
 	--disable-kvm --cpus "$CPUS" --memory "$MEMORY" \
 	--qemu-opts="-cpu max -no-reboot" \
 	--rwdir /build/results \
-	--append "root=/dev/root liveupdate=on panic=-1 $APPEND" \
+	--append "root=/dev/root liveupdate=on panic=-1 log_buf_len=4M $APPEND" \
 	--exec "$*" </dev/null &
 pid=$!
-(
-	# The sleep must not outlive the watchdog: it holds our stdout.
-	trap 'kill "$s" 2>/dev/null; exit 0' TERM
-	sleep "$LIMIT" &
-	s=$!
-	wait "$s"
-	echo "vm.sh: the guest did not finish within ${LIMIT}s; killing it" >&2
-	kill -TERM -- -"$pid" 2>/dev/null
-	sleep 5
-	kill -KILL -- -"$pid" 2>/dev/null
-) &
-wd=$!
-rc=0
-wait "$pid" || rc=$?
-kill "$wd" 2>/dev/null
-wait "$wd" 2>/dev/null
-exit $rc
+
+# Whatever ends this script (success, watchdog, Ctrl-C, CI cancelling it),
+# nothing of the guest's process group survives it.
+reap() { kill -KILL -- -"$pid" 2>/dev/null || true; }
+trap reap EXIT
+trap 'exit 130' INT TERM HUP
+
+rc=
+deadline=$((SECONDS + LIMIT))
+while kill -0 "$pid" 2>/dev/null; do
+	if [ $SECONDS -ge $deadline ]; then
+		echo "vm.sh: the guest did not finish within ${LIMIT}s; killing it" >&2
+		kill -TERM -- -"$pid" 2>/dev/null || true
+		sleep 5
+		rc=124
+		break
+	fi
+	sleep 1
+done
+if [ -z "$rc" ]; then
+	rc=0
+	wait "$pid" || rc=$?
+fi
+exit "$rc"
