@@ -16,7 +16,7 @@ help:
 	@echo "make series     the series as git format-patch files in series/"
 	@echo "make kernel     build only the kernel"
 	@echo "make selftests  build only the selftests"
-	@echo "make clean      remove the object tree (ccache and build root stay)"
+	@echo "make clean      remove the object trees (ccache, base and build root stay)"
 	@echo "make distclean  remove everything under \$$KLU_CACHE"
 
 .PHONY: prereqs
@@ -50,7 +50,7 @@ series: base
 	@$(T)/series.sh
 
 clean:
-	@. $(T)/lib.sh && rm -rf "$$OUT" "$$SELFTESTS_OUT" "$$RESULTS"
+	@. $(T)/lib.sh && rm -rf "$$OUT" "$$SELFTESTS_OUT" "$$RESULTS" "$$KLU_CACHE/out-clippy"
 
 distclean:
 	@. $(T)/lib.sh && rm -rf "$$KLU_CACHE"

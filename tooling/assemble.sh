@@ -10,7 +10,6 @@
 . "$(dirname "$0")/lib.sh"
 . "$TOOLING/series.lib.sh"
 
-PRISTINE=$BASE_DIR/$BASE_PACKAGE
 LIST=$SRC/.klu-assembled
 
 main() {
@@ -26,6 +25,9 @@ main() {
 		log "copying the pristine base into $SRC"
 		rm -rf "$SRC"
 		cp -a "$PRISTINE" "$SRC"
+		# The base's files keep the tarball's dates, older than any object
+		# built from the previous base: start the object trees afresh.
+		rm -rf "$OUT" "$SELFTESTS_OUT" "$KLU_CACHE/out-clippy"
 		echo "$BASE_VERSION" >"$SRC/.klu-base"
 	fi
 
@@ -63,9 +65,15 @@ main() {
 	for f in "${touched[@]}" "${overlay[@]}"; do
 		want[$f]=1
 	done
+	# Record what this run may change before changing it, so that an
+	# interrupted run still knows what to put back next time.
+	{ cat "$LIST" 2>/dev/null || true; for f in "${!want[@]}"; do echo "$f"; done; } |
+		LC_ALL=C sort -u >"$LIST.new"
+	mv "$LIST.new" "$LIST"
 	for f in "${!want[@]}"; do
 		if [ -e "$stage/$f" ]; then
-			if ! cmp -s "$stage/$f" "$SRC/$f"; then
+			if ! cmp -s "$stage/$f" "$SRC/$f" ||
+				[ "$(stat -c %a "$stage/$f")" != "$(stat -c %a "$SRC/$f")" ]; then
 				mkdir -p "$SRC/$(dirname "$f")"
 				cp "$stage/$f" "$SRC/$f"
 				chmod --reference="$stage/$f" "$SRC/$f"
@@ -76,6 +84,7 @@ main() {
 			changed=$((changed + 1))
 		fi
 	done
+	# Put back what an earlier assembly changed and this one does not.
 	if [ -f "$LIST" ]; then
 		while read -r f; do
 			[ -z "$f" ] || [ -n "${want[$f]:-}" ] && continue
@@ -87,7 +96,8 @@ main() {
 			fi
 		done <"$LIST"
 	fi
-	for f in "${!want[@]}"; do echo "$f"; done | LC_ALL=C sort >"$LIST"
+	for f in "${!want[@]}"; do echo "$f"; done | LC_ALL=C sort >"$LIST.new"
+	mv "$LIST.new" "$LIST"
 	info "assembled $SRC: ${#overlay[@]} overlay files, $(series_patches | wc -l) patches, $changed files changed"
 }
 

@@ -8,24 +8,26 @@
 
 . "$(dirname "$0")/lib.sh"
 
-PRISTINE=$BASE_DIR/$BASE_PACKAGE
-STAMP=$BASE_DIR/.done-$BASE_VERSION
+STAMP=$PRISTINE.done
 
 main() {
-	need_root "make base"
-	if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$BASE_TARBALL_SHA256" ] && [ -d "$PRISTINE" ]; then
+	if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$BASE_TARBALL_SHA256" ]; then
 		info "base $BASE_PACKAGE $BASE_VERSION unpacked: $PRISTINE"
 		return 0
 	fi
+	need_root "make base"
+	need_host_cmd dpkg-deb dpkg
+	host_install xz xz-utils
 	mkdir -p "$BASE_DIR"
 	local debdir=$KLU_CACHE/deb
 	mkdir -p "$debdir"
-	local deb
-	deb=$(ls "$debdir/${BASE_PACKAGE}_"*.deb 2>/dev/null | grep -F "$(echo "$BASE_VERSION" | sed 's/:/%3a/')" | head -n1 || true)
-	if [ -z "$deb" ]; then
+	# apt-get download names the file after the version, epoch ':' as %3a.
+	local deb=$debdir/${BASE_PACKAGE}_${BASE_VERSION//:/%3a}_all.deb
+	if [ ! -f "$deb" ]; then
 		log "downloading $BASE_PACKAGE $BASE_VERSION"
 		mkdir -p "$ROOT/var/cache/klu-deb"
-		if ! in_root /bin/sh -c "cd /var/cache/klu-deb && apt-get -q download '$BASE_PACKAGE=$BASE_VERSION'" \
+		rm -f "$ROOT"/var/cache/klu-deb/*.deb
+		if ! in_root /bin/sh -c "cd /var/cache/klu-deb && apt-get -q update && apt-get -q download '$BASE_PACKAGE=$BASE_VERSION'" \
 			>"$KLU_CACHE/base-download.log" 2>&1; then
 			cat "$KLU_CACHE/base-download.log" >&2
 			die "the Debian archive no longer serves $BASE_PACKAGE $BASE_VERSION.
@@ -33,7 +35,7 @@ Move the pin: see 'Moving the base' in README.md (apt-cache policy $BASE_PACKAGE
 build root lists what is served; set BASE_VERSION and BASE_TARBALL_SHA256 in tooling/base.conf)."
 		fi
 		mv "$ROOT"/var/cache/klu-deb/"${BASE_PACKAGE}_"*.deb "$debdir/"
-		deb=$(ls "$debdir/${BASE_PACKAGE}_"*.deb | head -n1)
+		[ -f "$deb" ] || die "apt-get download did not produce $(basename "$deb")"
 	fi
 
 	log "verifying $BASE_TARBALL from $(basename "$deb")"
@@ -47,7 +49,7 @@ If you are moving the base on purpose, put the new sum in BASE_TARBALL_SHA256."
 	fi
 
 	log "unpacking the base into $PRISTINE"
-	rm -rf "$PRISTINE" "$PRISTINE.tmp"
+	rm -rf "$PRISTINE" "$PRISTINE.tmp" "$STAMP"
 	mkdir -p "$PRISTINE.tmp"
 	tar -xJf "$tarball" -C "$PRISTINE.tmp" --strip-components=1
 	mv "$PRISTINE.tmp" "$PRISTINE"

@@ -5,7 +5,7 @@
 # debootstrap --variant=minbase, trixie-backports enabled, every toolchain
 # package at the version pinned in tooling/buildroot.packages.  Idempotent: a
 # finished root whose package list did not change is left alone, a half-made
-# one is detected (no completion stamp) and made again.
+# one is detected (no debootstrap or install stamp) and made again or finished.
 #
 # usage: buildroot.sh [--repin]
 
@@ -53,20 +53,20 @@ chroot_sh() {
 }
 
 main() {
+	if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(list_hash)" ] && [ $REPIN = 0 ]; then
+		info "build root up to date: $ROOT"
+		return 0
+	fi
 	need_root "make buildroot"
 	mkdir -p "$KLU_CACHE"
 	host_install debootstrap debootstrap
 	need_host_cmd unshare util-linux
 
-	if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(list_hash)" ] && [ $REPIN = 0 ]; then
-		info "build root up to date: $ROOT"
-		return 0
-	fi
-
 	local mirror
 	mirror=${DEBIAN_MIRROR:-$(host_mirror)}
 
-	if [ -d "$ROOT" ] && [ ! -x "$ROOT/usr/bin/apt-get" ]; then
+	# A root whose debootstrap did not finish is made again.
+	if [ -d "$ROOT" ] && [ ! -f "$ROOT/.klu-debootstrap-done" ]; then
 		log "removing half-made build root $ROOT"
 		# Nothing may be mounted below it: our mounts live in private
 		# namespaces, but be careful anyway.
@@ -76,11 +76,12 @@ main() {
 		rm -rf "$ROOT"
 	fi
 
-	if [ ! -x "$ROOT/usr/bin/apt-get" ]; then
+	if [ ! -f "$ROOT/.klu-debootstrap-done" ]; then
 		log "debootstrap $SUITE (minbase) into $ROOT"
 		mkdir -p "$ROOT"
 		debootstrap --variant=minbase "$SUITE" "$ROOT" "$mirror" >"$KLU_CACHE/debootstrap.log" 2>&1 ||
 			{ tail -n 20 "$KLU_CACHE/debootstrap.log" >&2; rm -rf "$ROOT"; die "debootstrap failed (log: $KLU_CACHE/debootstrap.log)"; }
+		touch "$ROOT/.klu-debootstrap-done"
 	fi
 
 	cat >"$ROOT/etc/apt/sources.list" <<-SRC
@@ -100,7 +101,7 @@ main() {
 	fi
 
 	log "installing the toolchain from $BACKPORTS (takes about two minutes)"
-	if ! chroot_sh "apt-get -q update && apt-get -q -y install -t $BACKPORTS $pkgs" \
+	if ! chroot_sh "apt-get -q update && apt-get -q -y install --allow-downgrades -t $BACKPORTS $pkgs" \
 		>"$KLU_CACHE/apt.log" 2>&1; then
 		tail -n 20 "$KLU_CACHE/apt.log" >&2
 		if grep -q -E "Version '.*' for '.*' was not found|has no installation candidate" "$KLU_CACHE/apt.log"; then

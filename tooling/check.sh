@@ -17,7 +17,8 @@ fail=0
 
 step_checkpatch() {
 	local dir=$KLU_CACHE/check-series
-	SERIES_OUT=$dir "$TOOLING/series.sh"
+	rm -rf "$dir"
+	SERIES_OUT=$dir "$TOOLING/series.sh" || return 1
 	local -a mails
 	mapfile -t mails < <(cd "$dir" && ls *.patch 2>/dev/null | grep -v '^0000-cover-letter.patch$' || true)
 	if [ ${#mails[@]} = 0 ]; then
@@ -41,9 +42,9 @@ step_checkpatch() {
 }
 
 step_rustfmt() {
-	"$TOOLING/assemble.sh"
+	"$TOOLING/assemble.sh" || return 1
 	in_root make -s -C "$C_SRC" O="$C_OUT" LLVM=1 rustfmtcheck ||
-		{ echo "rustfmtcheck: run 'tooling/in-root make -C /build/src O=/build/out LLVM=1 rustfmt' to fix"; return 1; }
+		{ echo "rustfmtcheck: format the repository's files, e.g. tooling/in-root rustfmt --config-path /build/src/.rustfmt.toml --edition 2021 /build/repo/<file>.rs"; return 1; }
 	info "rustfmtcheck clean"
 }
 
@@ -55,7 +56,7 @@ project_files() {
 }
 
 step_clippy() {
-	"$TOOLING/build.sh" config
+	"$TOOLING/build.sh" config || return 1
 	mkdir -p "$OUT_CLIPPY"
 	cmp -s "$OUT/.config" "$OUT_CLIPPY/.config" || cp "$OUT/.config" "$OUT_CLIPPY/.config"
 	log "CLIPPY=1 build in $OUT_CLIPPY"
@@ -64,7 +65,8 @@ step_clippy() {
 		>"$log" 2>&1 || { tail -n 30 "$log"; echo "CLIPPY=1 build failed (log: $log)"; return 1; }
 	local files warn
 	files=$(project_files | grep -E '\.rs$' || true)
-	warn=$(grep -E -A6 '^(warning|error)' "$log" | grep -F -f <(echo "${files:-/nonexistent}" | sed 's|^|--> |') || true)
+	# rustc names sources by their absolute path in the assembled tree.
+	warn=$(grep -E -A6 '^(warning|error)' "$log" | grep -F -f <(echo "${files:-/nonexistent}" | sed 's|^|--> /build/src/|') || true)
 	if [ -n "$warn" ]; then
 		echo "clippy warnings in project files:"
 		echo "$warn"

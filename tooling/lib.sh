@@ -27,6 +27,8 @@ C_TOP=/build/repo
 
 # shellcheck source=tooling/base.conf
 . "$TOOLING/base.conf"
+# The unpacked pristine base, one directory per version.
+PRISTINE=$BASE_DIR/$BASE_PACKAGE-$BASE_VERSION
 
 JOBS=${KLU_JOBS:-$(nproc)}
 

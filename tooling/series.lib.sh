@@ -18,26 +18,34 @@ SERIES=$TOP/patches/series
 OVERLAY_DIRS="arch block certs crypto Documentation drivers fs include init io_uring ipc
 kernel lib mm net rust samples scripts security sound tools usr virt"
 
+# The manifest without comments, carriage returns or trailing blanks.
+series_lines() {
+	[ -f "$SERIES" ] || return 0
+	sed -e 's/#.*//' -e 's/\r$//' -e 's/[[:space:]]*$//' "$SERIES"
+}
+
 # "patch" lines: the patch file names in order.
 series_patches() {
-	[ -f "$SERIES" ] || return 0
-	sed -e 's/#.*//' "$SERIES" | awk '/^[^[:space:]]/ { print $1 }'
+	series_lines | awk '/^[^[:space:]]/ { print $1 }'
 }
 
 # "patch<TAB>file" lines: which overlay file each patch adds.
 series_files() {
-	[ -f "$SERIES" ] || return 0
-	sed -e 's/#.*//' "$SERIES" | awk '
+	series_lines | awk '
 		/^[^[:space:]]/ { p = $1; next }
 		/^[[:space:]]+[^[:space:]]/ { if (p == "") { print "orphan\t" $1 } else { print p "\t" $1 } }'
 }
 
-# Every overlay file present in the repository.
+# Every overlay file in the repository: tracked or new, but not ignored, so
+# editor and build droppings are not part of the overlay.
 overlay_files() {
-	local d
+	local d dirs=()
 	for d in $OVERLAY_DIRS; do
-		[ -d "$TOP/$d" ] && (cd "$TOP" && find "$d" -type f ! -name '*.orig' ! -name '*.rej' ! -name '*~')
-	done | LC_ALL=C sort
+		[ -d "$TOP/$d" ] && dirs+=("$d")
+	done
+	[ ${#dirs[@]} -gt 0 ] || return 0
+	git -C "$TOP" ls-files --cached --others --exclude-standard -- "${dirs[@]}" |
+		while read -r f; do [ -f "$TOP/$f" ] && echo "$f"; done | LC_ALL=C sort -u
 }
 
 # Files a patch changes (upstream paths).
@@ -48,13 +56,28 @@ patch_touched() {
 # Check the manifest against the tree; print problems, return non-zero on any.
 series_lint() {
 	local pristine=$1 bad=0 f p
+	local extra
+	extra=$(series_lines | awk 'NF > 1 { print NR ": " $0 }')
+	[ -z "$extra" ] || { echo "patches/series: one name a line, but: $extra"; bad=1; }
+	dups=$(series_patches | LC_ALL=C sort | uniq -d)
+	[ -z "$dups" ] || { echo "patches/series lists these patches twice: $dups"; bad=1; }
 	while read -r p; do
-		[ -f "$TOP/patches/$p" ] || { echo "patches/series names $p, which does not exist"; bad=1; }
+		[ -f "$TOP/patches/$p" ] || { echo "patches/series names $p, which does not exist"; bad=1; continue; }
+		grep -q '^Subject: ' "$TOP/patches/$p" || { echo "patches/$p has no Subject: line"; bad=1; }
+		if ! grep -q '^diff --git ' "$TOP/patches/$p" && ! series_files | grep -q "^$p"$'\t'; then
+			echo "patches/$p changes nothing: no diff and no overlay files"
+			bad=1
+		fi
 	done < <(series_patches)
+	for f in "$TOP"/patches/*.patch; do
+		[ -e "$f" ] || continue
+		series_patches | grep -qxF "$(basename "$f")" || { echo "patches/$(basename "$f") is not in patches/series"; bad=1; }
+	done
 	while IFS=$'\t' read -r p f; do
 		[ "$p" = orphan ] && { echo "patches/series: $f is not under a patch"; bad=1; continue; }
 		[ -f "$TOP/$f" ] || { echo "patches/series: $p adds $f, which does not exist"; bad=1; }
 		[ -e "$pristine/$f" ] && { echo "$f exists upstream: change it with a patch, not an overlay file"; bad=1; }
+		case " $(echo $OVERLAY_DIRS) " in *" ${f%%/*} "*) ;; *) echo "patches/series: $f is not under a kernel directory ($OVERLAY_DIRS)"; bad=1 ;; esac
 	done < <(series_files)
 	local claimed
 	claimed=$(series_files | cut -f2 | LC_ALL=C sort)

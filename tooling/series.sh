@@ -7,26 +7,38 @@
 # overlay files the entry adds plus its diff, with its changelog.  Then
 # `git format-patch -s --cover-letter --base` writes series/, signed off by
 # whoever runs this (their git identity), never by the repository.  Finally
-# the output is checked to apply with `git am` onto the pristine base.
+# the output is checked to apply with `git am` onto the pristine base, giving
+# the same tree.
 
 . "$(dirname "$0")/lib.sh"
 . "$TOOLING/series.lib.sh"
 
-PRISTINE=$BASE_DIR/$BASE_PACKAGE
 GITDIR=$KLU_CACHE/series-git
 OUTDIR=${SERIES_OUT:-$TOP/series}
 
+# The identity of the person running this, from their git configuration.
 git_id() {
-	local name email
-	name=$(git -C "$TOP" config user.name || true)
-	email=$(git -C "$TOP" config user.email || true)
-	[ -n "$name" ] && [ -n "$email" ] ||
+	need_host_cmd git git
+	local u=()
+	# Under sudo, read the invoking user's configuration, not root's.
+	[ -n "${SUDO_USER:-}" ] && u=(sudo -u "$SUDO_USER")
+	ME_NAME=$("${u[@]}" git -C "$TOP" config user.name || true)
+	ME_EMAIL=$("${u[@]}" git -C "$TOP" config user.email || true)
+	[ -n "$ME_NAME" ] && [ -n "$ME_EMAIL" ] ||
 		die "git user.name and user.email are not set: the series is signed off by you, so set them (git config --global user.name ...)"
-	echo "$name <$email>"
+}
+
+# Every git command below ignores the user's global and system configuration
+# (autocrlf, signing, hooks, format.* headers), so the output depends only on
+# the repository.
+g() {
+	GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 GIT_DEFAULT_HASH=sha1 \
+		GIT_COMMITTER_NAME="$ME_NAME" GIT_COMMITTER_EMAIL="$ME_EMAIL" \
+		git -c core.autocrlf=false -c commit.gpgSign=false -c core.hooksPath=/dev/null "$@"
 }
 
 base_repo() {
-	if [ "$(cat "$GITDIR/.klu-base" 2>/dev/null)" = "$BASE_VERSION" ]; then
+	if [ "$(cat "$GITDIR/.git/klu-base" 2>/dev/null)" = "$BASE_VERSION $BASE_TARBALL_SHA256" ]; then
 		return 0
 	fi
 	log "making a git repository of the pristine base (once per base)"
@@ -35,85 +47,89 @@ base_repo() {
 	cp -a "$PRISTINE/." "$GITDIR/"
 	(
 		cd "$GITDIR"
-		git init -q -b base .
+		g init -q -b base .
 		# Debian's .gitignore ignores everything at the top level.
-		git add -f -A .
-		export GIT_AUTHOR_NAME="Debian $BASE_PACKAGE" GIT_AUTHOR_EMAIL="base@invalid"
-		export GIT_COMMITTER_NAME=$GIT_AUTHOR_NAME GIT_COMMITTER_EMAIL=$GIT_AUTHOR_EMAIL
-		export GIT_AUTHOR_DATE="2000-01-01T00:00:00Z" GIT_COMMITTER_DATE="2000-01-01T00:00:00Z"
-		git -c core.autocrlf=false commit -q -m "$BASE_PACKAGE $BASE_VERSION" \
+		g add -f -A .
+		GIT_AUTHOR_NAME="Debian $BASE_PACKAGE" GIT_AUTHOR_EMAIL="base@invalid" \
+		GIT_AUTHOR_DATE="2000-01-01T00:00:00Z" GIT_COMMITTER_DATE="2000-01-01T00:00:00Z" \
+		ME_NAME="Debian $BASE_PACKAGE" ME_EMAIL="base@invalid" \
+			g commit -q --no-verify -m "$BASE_PACKAGE $BASE_VERSION" \
 			-m "The unpacked $BASE_TARBALL (sha256 $BASE_TARBALL_SHA256)."
 	)
-	echo "$BASE_VERSION" >"$GITDIR/.git/klu-base"
-	echo "$BASE_VERSION" >"$GITDIR/.klu-base"
-	echo ".klu-base" >>"$GITDIR/.git/info/exclude"
+	echo "$BASE_VERSION $BASE_TARBALL_SHA256" >"$GITDIR/.git/klu-base"
 }
 
-# The commit message of a patch file: its Subject, then the body up to "---".
-message() {
-	awk '
-		/^Subject: / && !subj { sub(/^Subject: (\[PATCH[^]]*\] )?/, ""); print; print ""; subj = 1; inhdr = 1; next }
-		inhdr && /^$/ { inhdr = 0; next }
-		inhdr { next }
-		/^---$/ { exit }
-		subj { print }' "$1"
-}
-
-author() {
-	sed -n '1,/^$/ s/^From: //p' "$1" | head -n1
+# Commit one manifest entry, its message and author taken as `git am` would
+# (git mailinfo: folded Subject lines, MIME-encoded names, [PATCH] prefixes).
+commit_entry() {
+	local p=$1 info msg body author email subject
+	info=$(mktemp) msg=$(mktemp) body=$(mktemp)
+	g mailinfo "$msg" "$body" <"$TOP/patches/$p" >"$info"
+	subject=$(sed -n 's/^Subject: //p' "$info")
+	author=$(sed -n 's/^Author: //p' "$info")
+	email=$(sed -n 's/^Email: //p' "$info")
+	[ -n "$subject" ] || die "patches/$p has no Subject"
+	{ echo "$subject"; echo; cat "$msg"; } >"$msg.full"
+	if grep -q '^diff --git ' "$TOP/patches/$p"; then
+		g apply --index "$TOP/patches/$p" || die "patches/$p does not apply"
+	fi
+	if [ -n "$author" ] && [ -n "$email" ]; then
+		g commit -q --no-verify --author="$author <$email>" -F "$msg.full"
+	else
+		GIT_AUTHOR_NAME="$ME_NAME" GIT_AUTHOR_EMAIL="$ME_EMAIL" g commit -q --no-verify -F "$msg.full"
+	fi
+	rm -f "$info" "$msg" "$msg.full" "$body"
 }
 
 main() {
-	[ -d "$PRISTINE" ] || die "the base is not unpacked; run: make base"
-	local problems me
+	[ -f "$PRISTINE.done" ] || die "the base is not unpacked; run: make base"
+	need_host_cmd python3 python3
+	local problems
 	problems=$(series_lint "$PRISTINE") || { echo "$problems" >&2; die "patches/series does not match the tree"; }
-	me=$(git_id)
+	git_id
 	base_repo
 	cd "$GITDIR"
-	git checkout -q -f base
-	git clean -q -fdx -e .klu-base
-	git branch -q -D series 2>/dev/null || true
-	git checkout -q -b series
-	local p f a n=0
+	g am --abort >/dev/null 2>&1 || true
+	rm -rf .git/rebase-apply
+	g checkout -q -f base
+	g clean -q -fdx
+	g branch -q -D series am-check 2>/dev/null || true
+	g checkout -q -b series
+	local p f pp n=0
 	for p in $(series_patches); do
 		while IFS=$'\t' read -r pp f; do
 			[ "$pp" = "$p" ] || continue
 			mkdir -p "$(dirname "$f")"
 			cp "$TOP/$f" "$f"
-			git add -f "$f"
+			g add -f "$f"
 		done < <(series_files)
-		if grep -q '^diff --git ' "$TOP/patches/$p"; then
-			git apply --index "$TOP/patches/$p" || die "patches/$p does not apply"
-		fi
-		a=$(author "$TOP/patches/$p")
-		git -c user.name="${me% <*}" -c user.email="$(sed 's/.*<\(.*\)>/\1/' <<<"$me")" \
-			commit -q --allow-empty ${a:+--author="$a"} -F <(message "$TOP/patches/$p")
+		commit_entry "$p"
 		n=$((n + 1))
 	done
 	rm -rf "$OUTDIR"
 	mkdir -p "$OUTDIR"
 	if [ $n = 0 ]; then
 		info "patches/series lists no patches yet: nothing to format"
-		git checkout -q -f base
+		g checkout -q -f base
 		return 0
 	fi
-	git format-patch -q -s --cover-letter --base=base --thread=shallow \
+	g format-patch -q -s --cover-letter --base=base --thread=shallow --suffix=.patch \
 		--subject-prefix="${SUBJECT_PREFIX:-RFC PATCH}" -o "$OUTDIR" base..series
 	fill_cover "$OUTDIR"/0000-cover-letter.patch
 	log "checking that the series applies with git am onto the pristine base"
-	git checkout -q -f base
-	git branch -q -D am-check 2>/dev/null || true
-	git checkout -q -b am-check
+	g checkout -q -f base
+	g checkout -q -b am-check
 	local -a mails
 	mapfile -t mails < <(ls "$OUTDIR"/*.patch | grep -v '/0000-cover-letter.patch$')
-	if [ ${#mails[@]} -gt 0 ]; then
-		git -c user.name="${me% <*}" -c user.email="$(sed 's/.*<\(.*\)>/\1/' <<<"$me")" \
-			am -q "${mails[@]}" || die "the series does not apply with git am onto the base"
+	if ! g am -q "${mails[@]}"; then
+		g am --abort >/dev/null 2>&1 || true
+		g checkout -q -f base
+		die "the series does not apply with git am onto the base"
 	fi
-	[ "$(git rev-parse am-check^{tree})" = "$(git rev-parse series^{tree})" ] ||
+	[ "$(g rev-parse 'am-check^{tree}')" = "$(g rev-parse 'series^{tree}')" ] ||
 		die "git am of the series gives a different tree than the manifest"
-	git checkout -q -f base
-	info "series: $n patches + cover letter in $OUTDIR (base-commit $(git rev-parse base))"
+	g checkout -q -f base
+	info "series: $n patches + cover letter in $OUTDIR (base-commit $(g rev-parse base))"
 }
 
 fill_cover() {
