@@ -43,6 +43,28 @@ TOOLCHAIN="build-essential flex bison bc libelf-dev libssl-dev dwarves cpio kmod
 python3 xz-utils rustc rust-src rustfmt rust-clippy bindgen libclang-dev clang lld llvm
 qemu-system-x86 virtme-ng busybox-static ccache kexec-tools udev git procps iproute2 uuid-dev"
 
+# Debian's stable suites and backports keep only the newest version of a
+# package: a point release replaces what was pinned.  A pin the archive no
+# longer serves is therefore replaced by the version it serves, with a
+# warning naming both, instead of failing a fresh machine's first run;
+# `make buildroot-repin` moves the pins.
+served_pins() {
+	local out="" pv p v
+	for pv in $1; do
+		p=${pv%%=*}
+		v=${pv#*=}
+		if [ "$p" != "$pv" ] &&
+			! chroot_sh "apt-cache madison $p" 2>/dev/null | awk -F'|' '{ gsub(/ /, "", $2); print $2 }' | grep -qxF -- "$v"; then
+			warn "pinned $p=$v is no longer served; installing the archive's version (make buildroot-repin moves the pin)"
+			echo "$p=$v" >>"$KLU_CACHE/unserved-pins.txt"
+			out="$out $p"
+		else
+			out="$out $pv"
+		fi
+	done
+	echo "$out"
+}
+
 chroot_sh() {
 	unshare --mount --propagation private -- /bin/bash -c '
 		r=$1; shift
@@ -101,8 +123,11 @@ main() {
 	fi
 
 	log "installing the toolchain from $BACKPORTS (takes about two minutes)"
-	if ! chroot_sh "apt-get -q update && apt-get -q -y install --allow-downgrades -t $BACKPORTS $pkgs" \
-		>"$KLU_CACHE/apt.log" 2>&1; then
+	chroot_sh "apt-get -q update" >"$KLU_CACHE/apt.log" 2>&1 ||
+		{ tail -n 20 "$KLU_CACHE/apt.log" >&2; die "apt-get update in the build root failed (log: $KLU_CACHE/apt.log)"; }
+	[ $REPIN = 1 ] || pkgs=$(served_pins "$pkgs")
+	if ! chroot_sh "apt-get -q -y install --allow-downgrades -t $BACKPORTS $pkgs" \
+		>>"$KLU_CACHE/apt.log" 2>&1; then
 		tail -n 20 "$KLU_CACHE/apt.log" >&2
 		if grep -q -E "Version '.*' for '.*' was not found|has no installation candidate" "$KLU_CACHE/apt.log"; then
 			die "a pinned package version is no longer served by the Debian archive.
