@@ -7,11 +7,12 @@
 SHELL := /bin/bash
 T := tooling
 
-.PHONY: help run test check series buildroot buildroot-repin base kernel selftests clean distclean
+.PHONY: help run test bench check series buildroot buildroot-repin base kernel selftests clean distclean
 
 help:
 	@echo "make run        build, boot and show the live-update demo"
 	@echo "make test       build, boot and run the whole test suite (TAP)"
+	@echo "make bench      build, boot and run the benchmarks (ratios, side by side)"
 	@echo "make check      checkpatch --strict, rustfmtcheck, CLIPPY=1 build"
 	@echo "make series     the series as git format-patch files in series/"
 	@echo "make kernel     build only the kernel"
@@ -42,6 +43,9 @@ test: prereqs
 
 run: prereqs
 	@$(T)/run.sh
+
+bench: prereqs
+	@$(T)/bench.sh
 
 check: prereqs
 	@$(T)/check.sh

@@ -123,6 +123,7 @@ main() {
 	fi
 
 	log "installing the toolchain from $BACKPORTS (takes about two minutes)"
+	rm -f "$KLU_CACHE/unserved-pins.txt"
 	chroot_sh "apt-get -q update" >"$KLU_CACHE/apt.log" 2>&1 ||
 		{ tail -n 20 "$KLU_CACHE/apt.log" >&2; die "apt-get update in the build root failed (log: $KLU_CACHE/apt.log)"; }
 	[ $REPIN = 1 ] || pkgs=$(served_pins "$pkgs")
