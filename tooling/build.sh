@@ -89,8 +89,11 @@ selftest_dirs() {
 # The demo's KVM guest program (tooling/demo/).
 demo() {
 	mkdir -p "$SELFTESTS_OUT/demo"
-	in_root gcc -O2 -Wall -Werror -isystem "$C_OUT/usr/include" \
-		-o "$C_SELFTESTS/demo/kvm-counter" "$C_TOP/tooling/demo/kvm-counter.c"
+	local p
+	for p in kvm-counter vmm-upgrade; do
+		in_root gcc -O2 -Wall -Werror -isystem "$C_OUT/usr/include" \
+			-o "$C_SELFTESTS/demo/$p" "$C_TOP/tooling/demo/$p.c"
+	done
 }
 
 all() {

@@ -21,6 +21,10 @@ if [ "$(cat "$MARK" 2>/dev/null)" != 2 ]; then
 	echo "kvm_amd: nested=$(cat /sys/module/kvm_amd/parameters/nested) npt=$(cat /sys/module/kvm_amd/parameters/npt)"
 	step "a KVM guest runs in kernel 1"
 	"$BIN/demo/kvm-counter" 2 || exit 1
+	step "VMM upgrade: the guest counts on while its VMM is replaced by a new process"
+	# v2 outlives v1 (its parent): the pipe ends when v2 closes its stdout.
+	"$BIN/demo/vmm-upgrade" | tee /tmp/vmm-upgrade.log
+	grep -q "stopped the guest" /tmp/vmm-upgrade.log || exit 1
 	step "LUO: preserve a memfd in a session"
 	"$BIN/liveupdate/luo_kexec_simple" -s 1 || exit 1
 	echo 2 >"$MARK"
