@@ -71,8 +71,8 @@ static int kvm_vcpu_async_fn(void *data)
 		 * pending: it completes the exit userspace handled and then
 		 * exits with KVM_EXIT_INTR, as KVM_RUN does for a signal.
 		 */
-		wait_event_idle(async->wq, kvm_vcpu_async_runnable(async) ||
-					   kthread_should_stop());
+		wait_event_idle(async->wq,
+				kvm_vcpu_async_runnable(async) || kthread_should_stop());
 		if (!kvm_vcpu_async_runnable(async))
 			break;
 
@@ -82,6 +82,9 @@ static int kvm_vcpu_async_fn(void *data)
 			r = kvm_vcpu_run(vcpu);
 		/* A stop request is consumed by the exit it caused. */
 		clear_notify_signal();
+		/* An exit that waits for a VMM to attach. */
+		if (READ_ONCE(vcpu->kvm->detached) && r != -EINTR)
+			++vcpu->stat.generic.detached_exits;
 		async->result = r;
 		WRITE_ONCE(async->state, KVM_RUN_ASYNC_STATE_PARKED);
 		mutex_unlock(&vcpu->mutex);

@@ -20,10 +20,11 @@
 #include "test_util.h"
 #include "kvm_util.h"
 #include "processor.h"
+#include "async_run.h"
 
 #define PERF_PORT	0x80
 
-static volatile u64 guest_count;
+static u64 guest_count;
 
 static void guest_compute(void)
 {
@@ -49,7 +50,7 @@ static u64 now_ns(void)
 
 static u64 count(struct kvm_vm *vm)
 {
-	return READ_ONCE(*(volatile u64 *)addr_gva2hva(vm, (gva_t)&guest_count));
+	return READ_ONCE(*(u64 *)addr_gva2hva(vm, (gva_t)&guest_count));
 }
 
 static void run_async(struct kvm_vcpu *vcpu, u32 flags)
@@ -142,46 +143,17 @@ static double exits_async(struct kvm_vcpu *vcpu, int ms)
 	return r;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char *argv[])
 {
 	struct kvm_vcpu *cvcpu, *evcpu;
 	struct kvm_vm *cvm, *evm;
-	int rounds = 5, ms = 500, opt, i;
+	int rounds = 5, ms = 500, i;
 	const char *out = NULL;
 	double cs[64], ca[64], es[64], ea[64], cr[64], er[64];
 	struct sigaction sa = { .sa_handler = sigusr1 };
 	FILE *f;
 
-	while ((opt = getopt(argc, argv, "r:w:o:")) != -1) {
-		switch (opt) {
-		case 'r':
-			rounds = atoi(optarg);
-			break;
-		case 'w':
-			ms = atoi(optarg);
-			break;
-		case 'o':
-			out = optarg;
-			break;
-		default:
-			printf("usage: %s [-r rounds] [-w window_ms] [-o file]\n", argv[0]);
-			exit(KSFT_FAIL);
-		}
-	}
-	TEST_ASSERT(rounds > 0 && rounds <= 64 && ms > 0, "bad -r or -w");
+	perf_args(argc, argv, &rounds, &ms, &out);
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_VCPU_ASYNC_RUN));
 	sigaction(SIGUSR1, &sa, NULL);
 
@@ -209,11 +181,13 @@ int main(int argc, char *argv[])
 		}
 		cr[i] = ca[i] / cs[i];
 		er[i] = ea[i] / es[i];
-		printf("round %d: compute %.0f/s sync, %.0f/s async (%.3f); exits %.0f/s sync, %.0f/s async (%.3f)\n",
-		       i, cs[i], ca[i], cr[i], es[i], ea[i], er[i]);
+		printf("round %d: compute %.0f/s sync, %.0f/s async (%.3f); ",
+		       i, cs[i], ca[i], cr[i]);
+		printf("exits %.0f/s sync, %.0f/s async (%.3f)\n", es[i], ea[i], er[i]);
 	}
 
-	printf("\n%-44s %14s %14s %8s\n", "KVM_RUN_ASYNC vs KVM_RUN (median)", "KVM_RUN", "KVM_RUN_ASYNC", "ratio");
+	printf("\n%-44s %14s %14s %8s\n", "KVM_RUN_ASYNC vs KVM_RUN (median)",
+	       "KVM_RUN", "KVM_RUN_ASYNC", "ratio");
 	printf("%-44s %14.0f %14.0f %8.3f\n", "guest work rate, no exits (iterations/s)",
 	       median(cs, rounds), median(ca, rounds), median(cr, rounds));
 	printf("%-44s %14.0f %14.0f %8.3f\n", "port I/O exits served (exits/s)",
@@ -222,9 +196,12 @@ int main(int argc, char *argv[])
 	if (out) {
 		f = fopen(out, "w");
 		TEST_ASSERT(f, "cannot write %s", out);
-		fprintf(f, "# metric sync async ratio (medians of %d rounds of %d ms)\n", rounds, ms);
-		fprintf(f, "compute_rate %.0f %.0f %.4f\n", median(cs, rounds), median(ca, rounds), median(cr, rounds));
-		fprintf(f, "exit_rate %.0f %.0f %.4f\n", median(es, rounds), median(ea, rounds), median(er, rounds));
+		fprintf(f, "# metric sync async ratio (medians of %d rounds of %d ms)\n",
+			rounds, ms);
+		fprintf(f, "compute_rate %.0f %.0f %.4f\n", median(cs, rounds),
+			median(ca, rounds), median(cr, rounds));
+		fprintf(f, "exit_rate %.0f %.0f %.4f\n", median(es, rounds),
+			median(ea, rounds), median(er, rounds));
 		fclose(f);
 	}
 

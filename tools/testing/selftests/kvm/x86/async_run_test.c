@@ -3,7 +3,6 @@
  * KVM_RUN_ASYNC: a vCPU runs in a kernel task of its own; its exits park it,
  * the vCPU file polls readable, and the VMM completes them through kvm_run.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -18,6 +17,7 @@
 #include "test_util.h"
 #include "kvm_util.h"
 #include "processor.h"
+#include "async_run.h"
 
 #define MMIO_GPA	0xc0000000ull
 #define MMIO_VALUE	0x12345678abcdef01ull
@@ -45,7 +45,7 @@ static void guest_code(void)
 	/* Port I/O and MMIO exits, completed by the VMM through kvm_run. */
 	asm volatile("inb %w1, %b0" : "=a"(b) : "Nd"(PIO_PORT));
 	GUEST_ASSERT_EQ(b, PIO_VALUE);
-	v = READ_ONCE(*(volatile u64 *)MMIO_GPA);
+	v = READ_ONCE(*(u64 *)MMIO_GPA);
 	GUEST_ASSERT_EQ(v, MMIO_VALUE);
 
 	/* Every exit reaches the VMM exactly once, in order. */
@@ -211,7 +211,7 @@ static struct kvm_vm *create_vm(struct kvm_vcpu **vcpu, void *code)
 
 static void set_release(struct kvm_vm *vm, u64 v)
 {
-	*(volatile u64 *)addr_gva2hva(vm, (gva_t)&release) = v;
+	WRITE_ONCE(*(u64 *)addr_gva2hva(vm, (gva_t)&release), v);
 }
 
 static void test_exits(void)
@@ -289,7 +289,7 @@ static void test_exits(void)
 	kvm_vm_free(vm);
 }
 
-static volatile bool stop_noise;
+static bool stop_noise;
 
 /* Keep the CPUs busy with other FPU state, so that the vCPU task is preempted. */
 static void *fpu_noise(void *arg)
@@ -299,63 +299,6 @@ static void *fpu_noise(void *arg)
 		TEST_ASSERT(check_xmm(~XMM_PATTERN) < 0, "host xmm lost");
 	}
 	return NULL;
-}
-
-/* Involuntary context switches of the vCPU task, found by its name. */
-static long vcpu_task_preemptions(void)
-{
-	char path[64], buf[4096], *p;
-	struct dirent *de;
-	long n = -1;
-	DIR *d;
-	FILE *f;
-
-	d = opendir("/proc");
-	TEST_ASSERT(d, "opendir /proc");
-	while ((de = readdir(d))) {
-		snprintf(path, sizeof(path), "/proc/%s/comm", de->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(buf, sizeof(buf), f) && !strncmp(buf, "kvm-vcpu-", 9)) {
-			fclose(f);
-			snprintf(path, sizeof(path), "/proc/%s/status", de->d_name);
-			f = fopen(path, "r");
-			if (!f)
-				continue;
-			while (fgets(buf, sizeof(buf), f)) {
-				p = strstr(buf, "nonvoluntary_ctxt_switches:");
-				if (p)
-					n = atol(p + strlen("nonvoluntary_ctxt_switches:"));
-			}
-		}
-		fclose(f);
-	}
-	closedir(d);
-	return n;
-}
-
-static int vcpu_task_count(void)
-{
-	char path[64], buf[64];
-	struct dirent *de;
-	int n = 0;
-	DIR *d;
-	FILE *f;
-
-	d = opendir("/proc");
-	TEST_ASSERT(d, "opendir /proc");
-	while ((de = readdir(d))) {
-		snprintf(path, sizeof(path), "/proc/%s/comm", de->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(buf, sizeof(buf), f) && !strncmp(buf, "kvm-vcpu-", 9))
-			n++;
-		fclose(f);
-	}
-	closedir(d);
-	return n;
 }
 
 static void test_fpu(void)
@@ -372,16 +315,15 @@ static void test_fpu(void)
 	expect_sync(vcpu, 0);
 	run_async(vcpu, 0);
 
-	before = vcpu_task_preemptions();
-	TEST_ASSERT(before >= 0, "the vCPU task was not found in /proc");
-	stop_noise = false;
+	TEST_ASSERT(vcpu_tasks(&before) == 1, "the vCPU task was not found in /proc");
+	WRITE_ONCE(stop_noise, false);
 	for (i = 0; i < 2; i++)
 		pthread_create(&noise[i], NULL, fpu_noise, NULL);
 
 	/* Until the task was preempted a few times, at most 10 s. */
 	for (i = 0; i < 1000; i++) {
 		usleep(10000);
-		after = vcpu_task_preemptions();
+		vcpu_tasks(&after);
 		if (after - before >= 20 || vcpu_readable(vcpu, 0))
 			break;
 	}
@@ -447,17 +389,8 @@ static void test_errors(void)
 	/* Nothing was started by the failed calls. */
 	ra = run_async(vcpu, KVM_RUN_ASYNC_QUERY);
 	TEST_ASSERT_EQ(ra.state, KVM_RUN_ASYNC_STATE_SYNC);
-	TEST_ASSERT_EQ(vcpu_task_count(), 0);
+	TEST_ASSERT_EQ(vcpu_tasks(NULL), 0);
 	kvm_vm_free(vm);
-}
-
-static void wait_no_vcpu_task(const char *what)
-{
-	int i;
-
-	for (i = 0; i < 500 && vcpu_task_count(); i++)
-		usleep(10000);
-	TEST_ASSERT(!vcpu_task_count(), "a vCPU task outlived its VM (%s)", what);
 }
 
 /* The VM lives as long as its files; its last close stops the vCPU's task. */
@@ -471,7 +404,7 @@ static void test_lifetime(void)
 	vm = create_vm(&vcpu, guest_code);
 	run_async(vcpu, 0);
 	TEST_ASSERT(vcpu_readable(vcpu, 20000), "no exit within 20 s");
-	TEST_ASSERT_EQ(vcpu_task_count(), 1);
+	TEST_ASSERT_EQ(vcpu_tasks(NULL), 1);
 	kvm_vm_free(vm);
 	wait_no_vcpu_task("close while parked");
 

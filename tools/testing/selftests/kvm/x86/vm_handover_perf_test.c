@@ -27,6 +27,7 @@
 #include "test_util.h"
 #include "kvm_util.h"
 #include "processor.h"
+#include "async_run.h"
 
 static u64 count;
 
@@ -57,10 +58,10 @@ struct window {
 };
 
 /* Watch the guest's counter for @ms. */
-static struct window watch(volatile u64 *p, int ms)
+static struct window watch(u64 *p, int ms)
 {
 	u64 t0 = now_ns(), end = t0 + ms * 1000000ull, last = t0, t, max = 0;
-	u64 c0 = *p, c = c0, v;
+	u64 c0 = READ_ONCE(*p), c = c0, v;
 	struct window w;
 
 	while ((t = now_ns()) < end) {
@@ -138,7 +139,7 @@ static void round_of(bool handover, int ms, struct window *quiet, struct window 
 {
 	struct swap s = { .handover = handover };
 	struct vm_shape shape = VM_SHAPE_DEFAULT;
-	volatile u64 *p;
+	u64 *p;
 	pthread_t t;
 	int status;
 
@@ -162,48 +163,16 @@ static void round_of(bool handover, int ms, struct window *quiet, struct window 
 	kvm_vm_free(s.vm);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	double c[64];
-
-	memcpy(c, v, n * sizeof(*v));
-	qsort(c, n, sizeof(*c), cmp_double);
-	return n % 2 ? c[n / 2] : (c[n / 2 - 1] + c[n / 2]) / 2;
-}
-
 int main(int argc, char *argv[])
 {
 	double ratio[2][64], stall[2][64];
 	const char *name[2] = { "stop-save-restore", "handover" };
-	int rounds = 5, ms = 500, opt, i, m;
+	int rounds = 5, ms = 500, i, m;
 	struct window q, w;
 	const char *out = NULL;
 	FILE *f;
 
-	while ((opt = getopt(argc, argv, "r:w:o:")) != -1) {
-		switch (opt) {
-		case 'r':
-			rounds = atoi(optarg);
-			break;
-		case 'w':
-			ms = atoi(optarg);
-			break;
-		case 'o':
-			out = optarg;
-			break;
-		default:
-			printf("usage: %s [-r rounds] [-w window_ms] [-o file]\n", argv[0]);
-			exit(KSFT_FAIL);
-		}
-	}
-	TEST_ASSERT(rounds > 0 && rounds <= 64 && ms > 0, "bad -r or -w");
+	perf_args(argc, argv, &rounds, &ms, &out);
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_VM_HANDOVER));
 
 	for (i = 0; i < rounds; i++) {
@@ -214,21 +183,26 @@ int main(int argc, char *argv[])
 			round_of(h, ms, &q, &w);
 			ratio[h][i] = w.rate / q.rate;
 			stall[h][i] = w.stall_ms;
-			printf("round %d %-18s quiet %.0f/s (stall %.1f ms), with swap %.0f/s (stall %.1f ms): %.3f\n",
-			       i, name[h], q.rate, q.stall_ms, w.rate, w.stall_ms, ratio[h][i]);
+			printf("round %d %-18s quiet %.0f/s (stall %.1f ms), ",
+			       i, name[h], q.rate, q.stall_ms);
+			printf("with swap %.0f/s (stall %.1f ms): %.3f\n",
+			       w.rate, w.stall_ms, ratio[h][i]);
 		}
 	}
 
-	printf("\n%-58s %8s %16s\n", "VMM swap, compute-bound guest (median)", "ratio", "longest stall");
+	printf("\n%-58s %8s %16s\n", "VMM swap, compute-bound guest (median)",
+	       "ratio", "longest stall");
 	for (m = 1; m >= 0; m--)
 		printf("%-58s %8.3f %13.1f ms\n", name[m], median(ratio[m], rounds),
 		       median(stall[m], rounds));
-	printf("(ratio: guest work in a %d ms window with one swap / in an equal window without)\n", ms);
+	printf("(ratio: guest work in a %d ms window with one swap / in an equal one without)\n",
+	       ms);
 
 	if (out) {
 		f = fopen(out, "w");
 		TEST_ASSERT(f, "cannot write %s", out);
-		fprintf(f, "# method ratio longest_stall_ms (medians of %d rounds of %d ms)\n", rounds, ms);
+		fprintf(f, "# method ratio longest_stall_ms (medians of %d rounds of %d ms)\n",
+			rounds, ms);
 		for (m = 1; m >= 0; m--)
 			fprintf(f, "%s %.4f %.2f\n", name[m], median(ratio[m], rounds),
 				median(stall[m], rounds));

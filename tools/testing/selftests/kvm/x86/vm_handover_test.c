@@ -5,7 +5,6 @@
  * guest runs on with no VMM at all; the new VMM attaches from its own mm and
  * serves the exits, including one raised while no VMM was attached.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -21,6 +20,7 @@
 #include "test_util.h"
 #include "kvm_util.h"
 #include "processor.h"
+#include "async_run.h"
 
 #define PORT_TICK	0x90
 #define PORT_IN		0x91
@@ -33,8 +33,8 @@
 #define PRIV_SLOT	1
 #define PATTERN_SIZE	(4 * 4096)
 
-static volatile u64 count;
-static volatile u64 gate;
+static u64 count;
+static u64 gate;
 static bool has_private;
 static u8 pattern[PATTERN_SIZE];
 
@@ -45,7 +45,7 @@ static u8 pattern_byte(u64 i)
 
 static void guest_code(void)
 {
-	volatile u8 *priv = (volatile u8 *)PRIV_GPA;
+	u8 *priv = (u8 *)PRIV_GPA;
 	u64 i, m;
 	u8 v;
 
@@ -53,7 +53,7 @@ static void guest_code(void)
 		pattern[i] = pattern_byte(i);
 	if (has_private)
 		for (i = 0; i < 4096; i++)
-			priv[i] = (u8)(i ^ 0xa5);
+			WRITE_ONCE(priv[i], (u8)(i ^ 0xa5));
 	asm volatile("outb %%al, %w0" : : "Nd"(PORT_TICK), "a"(0));
 
 	/* Count, with no exit, until the VMM opens the gate. */
@@ -61,12 +61,12 @@ static void guest_code(void)
 		WRITE_ONCE(count, count + 1);
 
 	asm volatile("inb %w1, %b0" : "=a"(v) : "Nd"(PORT_IN));
-	m = READ_ONCE(*(volatile u64 *)MMIO_GPA);
+	m = READ_ONCE(*(u64 *)MMIO_GPA);
 	if (m != MMIO_VALUE)
 		asm volatile("outb %%al, %w0" : : "Nd"(PORT_FAIL), "a"(1));
 	if (has_private)
 		for (i = 0; i < 4096; i++)
-			if (priv[i] != (u8)(i ^ 0xa5))
+			if (READ_ONCE(priv[i]) != (u8)(i ^ 0xa5))
 				asm volatile("outb %%al, %w0" : : "Nd"(PORT_FAIL), "a"(2));
 	asm volatile("outb %%al, %w0" : : "Nd"(PORT_ECHO), "a"(v));
 
@@ -104,40 +104,8 @@ static bool readable(int fd, int timeout_ms)
 	return poll(&pfd, 1, timeout_ms) == 1 && (pfd.revents & POLLIN);
 }
 
-static int vcpu_task_count(void)
-{
-	char path[64], buf[64];
-	struct dirent *de;
-	int n = 0;
-	DIR *d;
-	FILE *f;
-
-	d = opendir("/proc");
-	TEST_ASSERT(d, "opendir /proc");
-	while ((de = readdir(d))) {
-		snprintf(path, sizeof(path), "/proc/%s/comm", de->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(buf, sizeof(buf), f) && !strncmp(buf, "kvm-vcpu-", 9))
-			n++;
-		fclose(f);
-	}
-	closedir(d);
-	return n;
-}
-
-static void wait_no_vcpu_task(const char *what)
-{
-	int i;
-
-	for (i = 0; i < 500 && vcpu_task_count(); i++)
-		usleep(10000);
-	TEST_ASSERT(!vcpu_task_count(), "a vCPU task outlived its VM (%s)", what);
-}
-
 /* A value that the guest keeps increasing, read through @p. */
-static void assert_counting(volatile u64 *p, const char *when)
+static void assert_counting(u64 *p, const char *when)
 {
 	u64 a = READ_ONCE(*p), b;
 	int i;
@@ -283,7 +251,7 @@ static int new_vmm(int sock)
 	struct handover_info info;
 	struct kvm_run_async ra;
 	int fds[NR_FDS], kvm_fd, i;
-	volatile u64 *countp;
+	u64 *countp;
 	struct kvm_regs regs;
 	struct kvm_run *run;
 	void *maps[2];
@@ -317,7 +285,7 @@ static int new_vmm(int sock)
 		TEST_ASSERT(p[i] == pattern_byte(i), "guest memory differs at %d", i);
 
 	/* An exit that needs userspace, raised while no VMM is attached, waits. */
-	*(volatile u64 *)map_gpa(maps, &info, info.gate_gpa) = 1;
+	WRITE_ONCE(*(u64 *)map_gpa(maps, &info, info.gate_gpa), 1);
 	TEST_ASSERT(readable(fds[FD_VCPU], 20000), "the exit did not park the vCPU");
 	TEST_ASSERT(run_async(fds[FD_VCPU], KVM_RUN_ASYNC_QUERY, &ra) == -1 && errno == EIO,
 		    "ioctl before attach: errno %d", errno);
@@ -398,9 +366,11 @@ static int attach_one(struct kvm_vm *vm, u32 slot, u64 addr, u32 flags)
 	return ioctl(vm->fd, KVM_VM_ATTACH, &a);
 }
 
-#define ASSERT_ERRNO(r, e, what) \
-	TEST_ASSERT((r) == -1 && errno == (e), "%s: expected errno %d, got %d (r %d)", \
-		    what, e, errno, r)
+static void assert_errno(int r, int e, const char *what)
+{
+	TEST_ASSERT(r == -1 && errno == e, "%s: expected errno %d, got %d (r %d)",
+		    what, e, errno, r);
+}
 
 static void test_errors(void)
 {
@@ -421,47 +391,48 @@ static void test_errors(void)
 	r0 = memslot2region(vm, 0);
 	size = r0->region.memory_size;
 
-	ASSERT_ERRNO(attach_one(vm, 0, r0->region.userspace_addr, 0), EBUSY, "attach without detach");
+	assert_errno(attach_one(vm, 0, r0->region.userspace_addr, 0), EBUSY,
+		     "attach without detach");
 	TEST_ASSERT(!__vm_ioctl(vm, KVM_VM_DETACH, NULL), "detach: errno %d", errno);
 
-	ASSERT_ERRNO(attach_one(vm, 0, r0->region.userspace_addr, 1), EINVAL, "flags");
+	assert_errno(attach_one(vm, 0, r0->region.userspace_addr, 1), EINVAL, "flags");
 	a.nr_slots = 1;
 	a.slots = (u64)s;
 	a.reserved[1] = 1;
 	s[0].userspace_addr = r0->region.userspace_addr;
-	ASSERT_ERRNO(ioctl(vm->fd, KVM_VM_ATTACH, &a), EINVAL, "reserved");
+	assert_errno(ioctl(vm->fd, KVM_VM_ATTACH, &a), EINVAL, "reserved");
 	a.reserved[1] = 0;
 	s[0].pad = 1;
-	ASSERT_ERRNO(ioctl(vm->fd, KVM_VM_ATTACH, &a), EINVAL, "pad");
+	assert_errno(ioctl(vm->fd, KVM_VM_ATTACH, &a), EINVAL, "pad");
 	s[0].pad = 0;
 	a.nr_slots = 2;
 	s[1] = s[0];
-	ASSERT_ERRNO(ioctl(vm->fd, KVM_VM_ATTACH, &a), EINVAL, "duplicate slot");
+	assert_errno(ioctl(vm->fd, KVM_VM_ATTACH, &a), EINVAL, "duplicate slot");
 	a.nr_slots = 0;
-	ASSERT_ERRNO(ioctl(vm->fd, KVM_VM_ATTACH, &a), EINVAL, "no slots");
-	ASSERT_ERRNO(attach_one(vm, 5, r0->region.userspace_addr, 0), EINVAL, "unknown slot");
-	ASSERT_ERRNO(attach_one(vm, 0, r0->region.userspace_addr + 1, 0), EINVAL, "unaligned");
+	assert_errno(ioctl(vm->fd, KVM_VM_ATTACH, &a), EINVAL, "no slots");
+	assert_errno(attach_one(vm, 5, r0->region.userspace_addr, 0), EINVAL, "unknown slot");
+	assert_errno(attach_one(vm, 0, r0->region.userspace_addr + 1, 0), EINVAL, "unaligned");
 	a.nr_slots = 1;
 	a.slots = 8;
-	ASSERT_ERRNO(ioctl(vm->fd, KVM_VM_ATTACH, &a), EFAULT, "bad slots pointer");
-	ASSERT_ERRNO(ioctl(vm->fd, KVM_VM_ATTACH, (void *)8), EFAULT, "bad pointer");
+	assert_errno(ioctl(vm->fd, KVM_VM_ATTACH, &a), EFAULT, "bad slots pointer");
+	assert_errno(ioctl(vm->fd, KVM_VM_ATTACH, (void *)8), EFAULT, "bad pointer");
 
 	/* Memory that is not the VM's. */
 	other = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ASSERT_ERRNO(attach_one(vm, 0, (u64)other, 0), EXDEV, "shared anonymous memory");
+	assert_errno(attach_one(vm, 0, (u64)other, 0), EXDEV, "shared anonymous memory");
 	munmap(other, size);
 	other = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_ERRNO(attach_one(vm, 0, (u64)other, 0), EXDEV, "private anonymous memory");
+	assert_errno(attach_one(vm, 0, (u64)other, 0), EXDEV, "private anonymous memory");
 	munmap(other, size);
 	fd = kvm_memfd_alloc(size, false);
 	other = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ASSERT_ERRNO(attach_one(vm, 0, (u64)other, 0), EXDEV, "another memfd");
+	assert_errno(attach_one(vm, 0, (u64)other, 0), EXDEV, "another memfd");
 	munmap(other, size);
 	other = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, r0->fd, 4096);
-	ASSERT_ERRNO(attach_one(vm, 0, (u64)other, 0), EXDEV, "the memfd at another offset");
+	assert_errno(attach_one(vm, 0, (u64)other, 0), EXDEV, "the memfd at another offset");
 	munmap(other, size);
 	close(fd);
-	ASSERT_ERRNO(attach_one(vm, 0, (u64)other, 0), EFAULT, "unmapped memory");
+	assert_errno(attach_one(vm, 0, (u64)other, 0), EFAULT, "unmapped memory");
 
 	/* Another user may not attach, even holding the files. */
 	child = fork();
@@ -496,12 +467,12 @@ static void test_errors(void)
 	}
 	TEST_ASSERT(waitpid(child, &status, 0) == child && WIFSIGNALED(status),
 		    "the attaching child failed: status 0x%x", status);
-	ASSERT_ERRNO(__vcpu_ioctl(vcpu, KVM_GET_REGS, &regs), EIO, "old mm after the handover");
-	ASSERT_ERRNO(__vm_ioctl(vm, KVM_VM_DETACH, NULL), EIO, "old mm detach after the handover");
+	assert_errno(__vcpu_ioctl(vcpu, KVM_GET_REGS, &regs), EIO, "old mm after the handover");
+	assert_errno(__vm_ioctl(vm, KVM_VM_DETACH, NULL), EIO, "old mm detach after the handover");
 
 	/* Its VMM was killed; the guest runs on in the dead VMM's memory. */
 	assert_counting(addr_gva2hva(vm, (gva_t)&count), "after the VMM was killed");
-	TEST_ASSERT_EQ(vcpu_task_count(), 1);
+	TEST_ASSERT_EQ(vcpu_tasks(NULL), 1);
 	kvm_vm_free(vm);
 	wait_no_vcpu_task("last close after a killed VMM");
 
@@ -519,6 +490,27 @@ static void test_errors(void)
 	TEST_ASSERT(waitpid(child, &status, 0) == child && WIFSIGNALED(status),
 		    "the detaching child failed: status 0x%x", status);
 	wait_no_vcpu_task("SIGKILL while detached");
+
+	/*
+	 * An exit while detached is counted, and the VMM that detached may
+	 * attach again (same mm, same addresses) and serve it.
+	 */
+	vm = create_vm(KVM_X86_DEFAULT_VM, &vcpu);
+	start_and_tick(vm, vcpu);
+	r0 = memslot2region(vm, 0);
+	TEST_ASSERT(!__vm_ioctl(vm, KVM_VM_DETACH, NULL), "detach: errno %d", errno);
+	WRITE_ONCE(*(u64 *)addr_gva2hva(vm, (gva_t)&gate), 1);
+	TEST_ASSERT(readable(vcpu->fd, 20000), "the exit did not park the vCPU");
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, detached_exits), 1);
+	TEST_ASSERT(!attach_one(vm, 0, r0->region.userspace_addr, 0),
+		    "attach from the same mm: errno %d", errno);
+	TEST_ASSERT(!run_async(vcpu->fd, KVM_RUN_ASYNC_QUERY, &ra), "QUERY: errno %d", errno);
+	TEST_ASSERT_EQ(ra.state, KVM_RUN_ASYNC_STATE_PARKED);
+	TEST_ASSERT_EQ(vcpu->run->exit_reason, KVM_EXIT_IO);
+	TEST_ASSERT_EQ(vcpu->run->io.port, PORT_IN);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, detached_exits), 1);
+	kvm_vm_free(vm);
+	wait_no_vcpu_task("close after re-attaching");
 }
 
 int main(int argc, char *argv[])
@@ -533,12 +525,12 @@ int main(int argc, char *argv[])
 	ksft_set_plan(3);
 
 	test_errors();
-	ksft_test_result_pass("error paths, old mm, other user, SIGKILL attached and detached\n");
+	ksft_test_result_pass("errors, old mm, other user, SIGKILL, exit counted while detached\n");
 	test_handover(KVM_X86_DEFAULT_VM);
 	ksft_test_result_pass("handover to an exec'd VMM\n");
 	if (kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM)) {
 		test_handover(KVM_X86_SW_PROTECTED_VM);
-		ksft_test_result_pass("handover of a KVM_X86_SW_PROTECTED_VM with private memory\n");
+		ksft_test_result_pass("handover of a SW_PROTECTED_VM with private memory\n");
 	} else {
 		ksft_test_result_skip("KVM_X86_SW_PROTECTED_VM is not supported\n");
 	}
