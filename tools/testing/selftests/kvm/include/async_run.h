@@ -81,7 +81,7 @@ static inline double median(const double *v, int n)
 {
 	double c[64];
 
-	TEST_ASSERT(n > 0 && n <= 64, "median of %d values", n);
+	TEST_ASSERT(n > 0 && n <= 64, "%d values, want 1 to 64", n);
 	memcpy(c, v, n * sizeof(*v));
 	qsort(c, n, sizeof(*c), cmp_double);
 	return n % 2 ? c[n / 2] : (c[n / 2 - 1] + c[n / 2]) / 2;
