@@ -38,26 +38,6 @@ static bool kvm_vcpu_async_runnable(struct kvm_vcpu_async *async)
 	return READ_ONCE(async->state) == KVM_RUN_ASYNC_STATE_RUNNING;
 }
 
-/* Move to the mm the VM moved to while the vCPU was parked (KVM_VM_ATTACH). */
-static int kvm_vcpu_async_follow_mm(struct kvm_vcpu *vcpu)
-{
-	struct kvm_vcpu_async *async = &vcpu->async;
-	struct mm_struct *mm = vcpu->kvm->mm;
-
-	lockdep_assert_held(&vcpu->mutex);
-
-	if (likely(mm == async->mm))
-		return 0;
-	if (!mmget_not_zero(mm))
-		return -EIO;
-
-	kthread_unuse_mm(async->mm);
-	mmput(async->mm);
-	async->mm = mm;
-	kthread_use_mm(mm);
-	return 0;
-}
-
 static int kvm_vcpu_async_fn(void *data)
 {
 	struct kvm_vcpu *vcpu = data;
@@ -77,14 +57,9 @@ static int kvm_vcpu_async_fn(void *data)
 			break;
 
 		mutex_lock(&vcpu->mutex);
-		r = kvm_vcpu_async_follow_mm(vcpu);
-		if (!r)
-			r = kvm_vcpu_run(vcpu);
+		r = kvm_vcpu_run(vcpu);
 		/* A stop request is consumed by the exit it caused. */
 		clear_notify_signal();
-		/* An exit that waits for a VMM to attach. */
-		if (READ_ONCE(vcpu->kvm->detached) && r != -EINTR)
-			++vcpu->stat.generic.detached_exits;
 		async->result = r;
 		WRITE_ONCE(async->state, KVM_RUN_ASYNC_STATE_PARKED);
 		mutex_unlock(&vcpu->mutex);
@@ -112,9 +87,6 @@ static int kvm_vcpu_async_start(struct kvm_vcpu *vcpu)
 	/* Wait for a KVM_RUN or another ioctl in progress to end. */
 	if (mutex_lock_killable(&vcpu->mutex))
 		return -EINTR;
-	r = -EIO;
-	if (READ_ONCE(vcpu->kvm->detached))
-		goto out_unlock;
 
 	task = kthread_create(kvm_vcpu_async_fn, vcpu, "kvm-vcpu-%d/%d",
 			      task_pid_nr(current), vcpu->vcpu_id);
@@ -148,7 +120,6 @@ out_unlock:
 static int kvm_vcpu_async_resume(struct kvm_vcpu *vcpu)
 {
 	struct kvm_vcpu_async *async = &vcpu->async;
-	int r = 0;
 
 	/*
 	 * Only the task leaves RUNNING, and only with async->lock held does
@@ -160,16 +131,11 @@ static int kvm_vcpu_async_resume(struct kvm_vcpu *vcpu)
 
 	if (mutex_lock_killable(&vcpu->mutex))
 		return -EINTR;
-	/* Detached while this call waited: only a new VMM may resume. */
-	if (READ_ONCE(vcpu->kvm->detached))
-		r = -EIO;
-	else
-		WRITE_ONCE(async->state, KVM_RUN_ASYNC_STATE_RUNNING);
+	WRITE_ONCE(async->state, KVM_RUN_ASYNC_STATE_RUNNING);
 	mutex_unlock(&vcpu->mutex);
 
-	if (!r)
-		wake_up(&async->wq);
-	return r;
+	wake_up(&async->wq);
+	return 0;
 }
 
 /* Called with async->lock held, or when no file refers to the VM any more. */
@@ -278,43 +244,6 @@ long kvm_vcpu_ioctl_run_async(struct kvm_vcpu *vcpu, void __user *argp)
 	if (!r && copy_to_user(argp, &ra, sizeof(ra)))
 		r = -EFAULT;
 	return r;
-}
-
-/*
- * Park a running vCPU for a change that needs every vCPU out of guest mode
- * and its mutex free, such as KVM_VM_ATTACH.  A vCPU that parked with an
- * exit of its own keeps it for the VMM; one that only parked for this is
- * resumed by kvm_vcpu_async_unpause().
- */
-void kvm_vcpu_async_pause(struct kvm_vcpu *vcpu)
-{
-	struct kvm_vcpu_async *async = &vcpu->async;
-
-	mutex_lock(&async->lock);
-	async->paused = false;
-	if (async->task && kvm_vcpu_async_runnable(async)) {
-		set_notify_signal(async->task);
-		kvm_vcpu_kick(vcpu);
-		wait_event(async->wq, !kvm_vcpu_async_runnable(async));
-		async->paused = async->result == -EINTR &&
-				vcpu->run->exit_reason == KVM_EXIT_INTR;
-	}
-	mutex_unlock(&async->lock);
-}
-
-void kvm_vcpu_async_unpause(struct kvm_vcpu *vcpu)
-{
-	struct kvm_vcpu_async *async = &vcpu->async;
-
-	mutex_lock(&async->lock);
-	if (async->paused) {
-		async->paused = false;
-		mutex_lock(&vcpu->mutex);
-		WRITE_ONCE(async->state, KVM_RUN_ASYNC_STATE_RUNNING);
-		mutex_unlock(&vcpu->mutex);
-		wake_up(&async->wq);
-	}
-	mutex_unlock(&async->lock);
 }
 
 __poll_t kvm_vcpu_async_poll(struct kvm_vcpu *vcpu, struct file *file,
