@@ -7,13 +7,14 @@
 SHELL := /bin/bash
 T := tooling
 
-.PHONY: help run test bench check series buildroot buildroot-repin base kernel selftests clean distclean
+.PHONY: help run test bench check series export buildroot buildroot-repin base kernel selftests clean distclean
 
 help:
 	@echo "make run        build, boot and show the live-update demo"
 	@echo "make test       build, boot and run the whole test suite (TAP)"
 	@echo "make bench      build, boot and run the benchmarks (ratios, side by side)"
 	@echo "make check      checkpatch --strict, rustfmtcheck, CLIPPY=1 build"
+	@echo "make export     turn the series branch of make series back into patches/ and the overlay"
 	@echo "make series     the series as git format-patch files in series/"
 	@echo "make kernel     build only the kernel"
 	@echo "make selftests  build only the selftests"
@@ -52,6 +53,9 @@ check: prereqs
 
 series: base
 	@$(T)/series.sh
+
+export:
+	@$(T)/export.sh
 
 clean:
 	@. $(T)/lib.sh && rm -rf "$$OUT" "$$SELFTESTS_OUT" "$$RESULTS" "$$KLU_CACHE/out-clippy"
