@@ -5,6 +5,7 @@
  * guest runs on with no VMM at all; the new VMM attaches from its own mm and
  * serves the exits, including one raised while no VMM was attached.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -243,6 +244,29 @@ static void *map_gpa(void **maps, struct handover_info *info, u64 gpa)
 	return NULL;
 }
 
+/* Whether a thread of this process is KVM's NX huge page recovery worker. */
+static bool nx_recovery_in_this_process(void)
+{
+	char path[64], buf[64];
+	struct dirent *de;
+	bool found = false;
+	DIR *d;
+	FILE *f;
+
+	d = opendir("/proc/self/task");
+	TEST_ASSERT(d, "opendir /proc/self/task");
+	while ((de = readdir(d)) && !found) {
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		found = fgets(buf, sizeof(buf), f) && !strncmp(buf, "kvm-nx-lpage", 12);
+		fclose(f);
+	}
+	closedir(d);
+	return found;
+}
+
 /* The new VMM, exec'd: attach from a new mm and serve the guest. */
 static int new_vmm(int sock)
 {
@@ -292,7 +316,10 @@ static int new_vmm(int sock)
 
 	attach.nr_slots = info.nr_slots;
 	attach.slots = (u64)aslots;
+	TEST_ASSERT(!nx_recovery_in_this_process(), "an NX recovery worker before attach");
 	TEST_ASSERT(!ioctl(fds[FD_VM], KVM_VM_ATTACH, &attach), "KVM_VM_ATTACH: errno %d", errno);
+	/* x86's NX huge page recovery worker moved here from the old VMM. */
+	TEST_ASSERT(nx_recovery_in_this_process(), "no NX recovery worker after attach");
 
 	/* Delivered exactly once, to the new VMM. */
 	TEST_ASSERT(!run_async(fds[FD_VCPU], KVM_RUN_ASYNC_QUERY, &ra), "QUERY: errno %d", errno);
