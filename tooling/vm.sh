@@ -35,12 +35,16 @@ done
 # panic=-1 and -no-reboot turn a guest panic into a QEMU exit.  root= names
 # virtme-ng's 9p root tag: without CONFIG_BLOCK the kernel has no fallback
 # that finds it, and virtme-ng 1.35 passes no root= for 9p.  log_buf_len
-# keeps the whole boot (KUnit's KTAP included) in the kernel log.
+# keeps the whole boot (KUnit's KTAP included) in the kernel log.  nokaslr:
+# KHO reserves its scratch areas from memblock early in boot, and with a
+# randomized kernel base that failed about once in twenty boots ("KHO: Failed
+# to reserve nid 0 scratch buffer"), which disables LUO; a fixed layout makes
+# every boot, and every CI run, the same.
 setsid "$TOOLING/in-root" vng --run "$C_OUT/arch/x86/boot/bzImage" \
 	--disable-kvm --cpus "$CPUS" --memory "$MEMORY" \
 	--qemu-opts="-cpu $QEMU_CPU -no-reboot" \
 	--rwdir /build/results \
-	--append "root=/dev/root liveupdate=on panic=-1 log_buf_len=4M $APPEND" \
+	--append "root=/dev/root liveupdate=on nokaslr panic=-1 log_buf_len=4M $APPEND" \
 	--exec "$*" </dev/null &
 pid=$!
 
