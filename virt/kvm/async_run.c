@@ -138,7 +138,18 @@ static int kvm_vcpu_async_resume(struct kvm_vcpu *vcpu)
 	return 0;
 }
 
-/* Called with async->lock held, or when no file refers to the VM any more. */
+/*
+ * Make a running vCPU exit as it would for a signal: TIF_NOTIFY_SIGNAL ends a
+ * blocked or polling halt and the loop in vcpu_run(), and the kick takes the
+ * vCPU out of guest mode.  The task consumes the flag when it parks.
+ */
+static void kvm_vcpu_async_interrupt(struct kvm_vcpu *vcpu)
+{
+	set_notify_signal(vcpu->async.task);
+	kvm_vcpu_kick(vcpu);
+}
+
+/* Called with async->lock held. */
 static void __kvm_vcpu_async_stop(struct kvm_vcpu *vcpu)
 {
 	struct kvm_vcpu_async *async = &vcpu->async;
@@ -146,13 +157,7 @@ static void __kvm_vcpu_async_stop(struct kvm_vcpu *vcpu)
 	if (!async->task)
 		return;
 
-	/*
-	 * Make a running vCPU exit as it would for a signal: TIF_NOTIFY_SIGNAL
-	 * ends a blocked or polling halt and the loop in vcpu_run(), and the
-	 * kick takes the vCPU out of guest mode.
-	 */
-	set_notify_signal(async->task);
-	kvm_vcpu_kick(vcpu);
+	kvm_vcpu_async_interrupt(vcpu);
 	kthread_stop(async->task);
 	WRITE_ONCE(async->task, NULL);
 
