@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The VM and vCPU file handlers and their state.
+
+use crate::format::{
+    self,
+    Section,
+    Writer,
+    SECTION_REQUIRED, //
+};
+use kernel::{
+    fs::File,
+    kho::{
+        PreservedMem,
+        RestoredMem, //
+    },
+    kvm::{
+        self,
+        Kvm,
+        KvmVcpu,
+        VcpuGuard, //
+    },
+    liveupdate::{
+        FileHandler,
+        FileOpArgs, //
+    },
+    prelude::*,
+    sync::aref::ARef, //
+};
+
+/// What a VM blob describes.
+const VM_COMPAT: &[u8] = b"kvm-x86-vm";
+/// What a vCPU blob describes.
+const VCPU_COMPAT: &[u8] = b"kvm-x86-vcpu";
+
+/// The section of a VM blob this file owns: the VM type (u32) and padding.
+const VM_IDENTITY: u32 = 0;
+/// The section of a vCPU blob this file owns: the vCPU id (u32), padding,
+/// and the token of its VM in the session (u64).
+const VCPU_IDENTITY: u32 = 0;
+/// The version of every section this kernel writes.
+const VERSION: u16 = 1;
+/// Room for the state to grow between preserve and freeze (memslots added).
+const SLACK: usize = 8192;
+
+fn le32(b: &[u8], at: usize) -> Result<u32> {
+    let s = b.get(at..at + 4).ok_or(EBADMSG)?;
+    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn le64(b: &[u8], at: usize) -> Result<u64> {
+    let lo = le32(b, at)?;
+    let hi = le32(b, at + 4)?;
+    Ok(u64::from(hi) << 32 | u64::from(lo))
+}
+
+/// Saves every section the arch knows of, in restore order.
+fn save_sections(
+    w: &mut Writer,
+    sections: core::ops::Range<u32>,
+    save: impl Fn(u32, Option<&mut [u8]>) -> Result<usize>,
+) -> Result {
+    for id in sections {
+        let need = save(id, None)?;
+        if need > 0 {
+            w.section(id, VERSION, SECTION_REQUIRED, need, |p| save(id, Some(p)))?;
+        }
+    }
+    Ok(())
+}
+
+fn save_vm(kvm: &Kvm) -> Result<KVec<u8>> {
+    let mut w = Writer::new(VM_COMPAT)?;
+    w.section(VM_IDENTITY, VERSION, SECTION_REQUIRED, 8, |p| {
+        p[..4].copy_from_slice(&kvm.vm_type().to_le_bytes());
+        Ok(8)
+    })?;
+    save_sections(&mut w, kvm::vm_sections(), |id, buf| kvm.save_section(id, buf))?;
+    w.finish()
+}
+
+fn save_vcpu(vcpu: &KvmVcpu, guard: &VcpuGuard<'_>, vm_token: u64) -> Result<KVec<u8>> {
+    let mut w = Writer::new(VCPU_COMPAT)?;
+    w.section(VCPU_IDENTITY, VERSION, SECTION_REQUIRED, 16, |p| {
+        p[..4].copy_from_slice(&vcpu.id().to_le_bytes());
+        p[8..16].copy_from_slice(&vm_token.to_le_bytes());
+        Ok(16)
+    })?;
+    save_sections(&mut w, kvm::vcpu_sections(), |id, buf| {
+        guard.save_section(id, buf)
+    })?;
+    w.finish()
+}
+
+/// Copies `blob` into the memory preserved at `phys` by `preserve`.
+fn store(phys: u64, blob: &[u8]) -> Result {
+    // SAFETY: `phys` is the serialized data that `preserve` handed over,
+    // and the memory is only borrowed here: `ManuallyDrop` keeps it.
+    let mut mem = core::mem::ManuallyDrop::new(unsafe { PreservedMem::from_phys(phys) });
+    let dst = mem.as_mut_slice();
+    let dst = dst.get_mut(..blob.len()).ok_or(ENOSPC)?;
+    dst.copy_from_slice(blob);
+    Ok(())
+}
+
+/// Preserves `blob` in new KHO memory and returns its physical address.
+fn preserve_blob(blob: &[u8]) -> Result<u64> {
+    let mut mem = PreservedMem::alloc(blob.len() + SLACK)?;
+    mem.as_mut_slice()
+        .get_mut(..blob.len())
+        .ok_or(ENOSPC)?
+        .copy_from_slice(blob);
+    Ok(mem.into_phys())
+}
+
+/// Takes back the blob the previous kernel preserved at `phys`, applying
+/// the fault the selftests asked for, if any.
+fn restore_blob(phys: u64) -> Result<RestoredMem> {
+    // SAFETY: `phys` is the serialized data of a file of this handler,
+    // which only this retrieve (or finish, if never retrieved) takes back.
+    let mut mem = unsafe { RestoredMem::restore(phys) }?;
+    let b = mem.as_mut_slice();
+    match kvm::take_test_fault() {
+        // A foreign major version.
+        1 => {
+            if let Some(major) = b.get_mut(4..6) {
+                major.copy_from_slice(&(format::MAJOR + 1).to_le_bytes());
+            }
+        }
+        // One corrupted byte in the first section.
+        2 => {
+            if let Some(byte) = b.get_mut(format::HEADER_LEN + format::SECTION_HEADER_LEN) {
+                *byte ^= 0xff;
+            }
+        }
+        _ => {}
+    }
+    Ok(mem)
+}
+
+fn parse<'a>(
+    what: &str,
+    blob: &'a [u8],
+    compat: &[u8],
+    sections: core::ops::Range<u32>,
+) -> Result<KVec<Section<'a>>> {
+    let known = |id: u32| (id == 0 || sections.contains(&id)).then_some(VERSION);
+    format::parse(blob, compat, known).map_err(|r| {
+        pr_warn!(
+            "kvm: live update: {} refused: {} ({:#x}), error {:?}\n",
+            what,
+            r.what,
+            r.value,
+            r.err
+        );
+        r.err
+    })
+}
+
+/// Frees what the previous kernel preserved for a file nobody retrieved.
+fn finish_unretrieved(args: &FileOpArgs<'_>) {
+    if args.retrieve_status().is_none() {
+        // SAFETY: The file was never retrieved, so nothing else took the
+        // memory back; dropping it frees it.
+        drop(unsafe { RestoredMem::restore(args.serialized_data()) });
+    }
+}
+
+/// The handler of VM files.
+pub(crate) struct VmHandler;
+
+#[vtable]
+impl FileHandler for VmHandler {
+    const COMPATIBLE: &'static CStr = c"kvm-vm-v1";
+
+    fn can_preserve(file: &File) -> bool {
+        Kvm::from_file(file).is_some_and(|kvm| kvm.preserve_enabled())
+    }
+
+    fn preserve(args: &mut FileOpArgs<'_>) -> Result {
+        let kvm = args.file().and_then(Kvm::from_file).ok_or(EINVAL)?;
+        kvm.check_preservable()?;
+        let blob = save_vm(kvm)?;
+        args.set_serialized_data(preserve_blob(&blob)?);
+        Ok(())
+    }
+
+    fn unpreserve(args: &mut FileOpArgs<'_>) {
+        // SAFETY: `preserve` handed this memory over; it is taken back once.
+        drop(unsafe { PreservedMem::from_phys(args.serialized_data()) });
+    }
+
+    fn freeze(args: &mut FileOpArgs<'_>) -> Result {
+        let kvm = args.file().and_then(Kvm::from_file).ok_or(EINVAL)?;
+        let blob = save_vm(kvm).inspect_err(|e| {
+            pr_warn!("kvm: live update: saving a VM failed: {:?}\n", e);
+        })?;
+        store(args.serialized_data(), &blob).inspect_err(|_| {
+            pr_warn!("kvm: live update: the VM's state outgrew its preserved memory\n");
+        })
+    }
+
+    fn retrieve(args: &mut FileOpArgs<'_>) -> Result {
+        let mem = restore_blob(args.serialized_data())?;
+        let sections = parse("VM", mem.as_slice(), VM_COMPAT, kvm::vm_sections())?;
+        let identity = sections.first().filter(|s| s.id == VM_IDENTITY).ok_or(EBADMSG)?;
+        let file = Kvm::create_file(le32(identity.payload, 0)?)?;
+        let kvm = Kvm::from_file(&file).ok_or(EINVAL)?;
+        for s in sections.iter().skip(1) {
+            kvm.restore_section(s.id, s.payload).inspect_err(|e| {
+                pr_warn!("kvm: live update: VM state section {} refused: {:?}\n", s.id, e);
+            })?;
+        }
+        args.set_file(file);
+        Ok(())
+    }
+
+    fn finish(args: &mut FileOpArgs<'_>) {
+        finish_unretrieved(args);
+    }
+}
+
+/// The handler of vCPU files.
+pub(crate) struct VcpuHandler;
+
+impl VcpuHandler {
+    fn vcpu<'a>(args: &'a FileOpArgs<'_>) -> Result<&'a KvmVcpu> {
+        args.file().and_then(KvmVcpu::from_file).ok_or(EINVAL)
+    }
+
+    fn lock<'a>(vcpu: &'a KvmVcpu) -> Result<VcpuGuard<'a>> {
+        vcpu.lock().inspect_err(|_| {
+            pr_warn!("kvm: live update: vCPU {} is running\n", vcpu.id());
+        })
+    }
+}
+
+#[vtable]
+impl FileHandler for VcpuHandler {
+    const COMPATIBLE: &'static CStr = c"kvm-vcpu-v1";
+
+    fn can_preserve(file: &File) -> bool {
+        KvmVcpu::from_file(file).is_some_and(|vcpu| vcpu.kvm().preserve_enabled())
+    }
+
+    fn preserve(args: &mut FileOpArgs<'_>) -> Result {
+        let file: ARef<File> = args.file().ok_or(EINVAL)?.into();
+        let vcpu = KvmVcpu::from_file(&file).ok_or(EINVAL)?;
+        let kvm: *const Kvm = vcpu.kvm();
+        let vm_token = args
+            .find_outgoing(|f| Kvm::from_file(f).is_some_and(|k| core::ptr::eq(k, kvm)))
+            .map_err(|_| {
+                pr_warn!(
+                    "kvm: live update: vCPU {} preserved before its VM\n",
+                    vcpu.id()
+                );
+                EINVAL
+            })?;
+        let guard = Self::lock(vcpu)?;
+        let blob = save_vcpu(vcpu, &guard, vm_token)?;
+        drop(guard);
+        args.set_serialized_data(preserve_blob(&blob)?);
+        Ok(())
+    }
+
+    fn unpreserve(args: &mut FileOpArgs<'_>) {
+        // SAFETY: `preserve` handed this memory over; it is taken back once.
+        drop(unsafe { PreservedMem::from_phys(args.serialized_data()) });
+    }
+
+    fn freeze(args: &mut FileOpArgs<'_>) -> Result {
+        let vcpu = Self::vcpu(args)?;
+        let guard = Self::lock(vcpu)?;
+        let blob = save_vcpu(vcpu, &guard, le64_token(args)?)?;
+        store(args.serialized_data(), &blob)?;
+        // Keep the vCPU still until kexec, or until `unfreeze`.
+        core::mem::forget(guard);
+        Ok(())
+    }
+
+    fn unfreeze(args: &mut FileOpArgs<'_>) {
+        if let Ok(vcpu) = Self::vcpu(args) {
+            // SAFETY: `freeze` succeeded for this file, so it holds the vCPU
+            // with a forgotten guard.
+            unsafe { VcpuGuard::unlock_held(vcpu) };
+        }
+    }
+
+    fn retrieve(args: &mut FileOpArgs<'_>) -> Result {
+        let mem = restore_blob(args.serialized_data())?;
+        let sections = parse("vCPU", mem.as_slice(), VCPU_COMPAT, kvm::vcpu_sections())?;
+        let identity = sections
+            .first()
+            .filter(|s| s.id == VCPU_IDENTITY)
+            .ok_or(EBADMSG)?;
+        let id = le32(identity.payload, 0)?;
+        let vm_token = le64(identity.payload, 8)?;
+        let vm_file = args.file_incoming(vm_token).inspect_err(|e| {
+            pr_warn!("kvm: live update: vCPU {}: no VM to retrieve: {:?}\n", id, e);
+        })?;
+        let kvm = Kvm::from_file(&vm_file).ok_or(EINVAL)?;
+        let file = kvm.create_vcpu_file(id)?;
+        let vcpu = KvmVcpu::from_file(&file).ok_or(EINVAL)?;
+        let guard = Self::lock(vcpu)?;
+        for s in sections.iter().skip(1) {
+            guard.restore_section(s.id, s.payload).inspect_err(|e| {
+                pr_warn!(
+                    "kvm: live update: vCPU {} state section {} refused: {:?}\n",
+                    id,
+                    s.id,
+                    e
+                );
+            })?;
+        }
+        drop(guard);
+        args.set_file(file);
+        Ok(())
+    }
+
+    fn finish(args: &mut FileOpArgs<'_>) {
+        finish_unretrieved(args);
+    }
+}
+
+/// The VM token a vCPU recorded at preserve, read back from its blob.
+fn le64_token(args: &FileOpArgs<'_>) -> Result<u64> {
+    // SAFETY: `preserve` handed this memory over; it is only borrowed.
+    let mut mem = core::mem::ManuallyDrop::new(unsafe { PreservedMem::from_phys(args.serialized_data()) });
+    let b = mem.as_mut_slice();
+    le64(b, format::HEADER_LEN + format::SECTION_HEADER_LEN + 8)
+}
