@@ -63,7 +63,7 @@ pub extern "C" fn kvm_luo_init() -> c_int {
             HANDLERS.store(raw, Ordering::Release);
         }
         Err(e) if e == EOPNOTSUPP => {}
-        Err(e) => pr_warn!("kvm: live update handlers not registered: {:?}\n", e),
+        Err(e) => pr_warn!("live update handlers not registered: {:?}\n", e),
     }
     0
 }

@@ -147,7 +147,7 @@ fn parse<'a>(
     let known = |id: u32| (id == 0 || sections.contains(&id)).then_some(VERSION);
     format::parse(blob, compat, known).map_err(|r| {
         pr_warn!(
-            "kvm: live update: {} refused: {} ({:#x}), error {:?}\n",
+            "live update: {} refused: {} ({:#x}), error {:?}\n",
             what,
             r.what,
             r.value,
@@ -193,10 +193,10 @@ impl FileHandler for VmHandler {
     fn freeze(args: &mut FileOpArgs<'_>) -> Result {
         let kvm = args.file().and_then(Kvm::from_file).ok_or(EINVAL)?;
         let blob = save_vm(kvm).inspect_err(|e| {
-            pr_warn!("kvm: live update: saving a VM failed: {:?}\n", e);
+            pr_warn!("live update: saving a VM failed: {:?}\n", e);
         })?;
         store(args.serialized_data(), &blob).inspect_err(|_| {
-            pr_warn!("kvm: live update: the VM's state outgrew its preserved memory\n");
+            pr_warn!("live update: the VM's state outgrew its preserved memory\n");
         })
     }
 
@@ -208,7 +208,7 @@ impl FileHandler for VmHandler {
         let kvm = Kvm::from_file(&file).ok_or(EINVAL)?;
         for s in sections.iter().skip(1) {
             kvm.restore_section(s.id, s.payload).inspect_err(|e| {
-                pr_warn!("kvm: live update: VM state section {} refused: {:?}\n", s.id, e);
+                pr_warn!("live update: VM state section {} refused: {:?}\n", s.id, e);
             })?;
         }
         args.set_file(file);
@@ -230,7 +230,7 @@ impl VcpuHandler {
 
     fn lock<'a>(vcpu: &'a KvmVcpu) -> Result<VcpuGuard<'a>> {
         vcpu.lock().inspect_err(|_| {
-            pr_warn!("kvm: live update: vCPU {} is running\n", vcpu.id());
+            pr_warn!("live update: vCPU {} is running\n", vcpu.id());
         })
     }
 }
@@ -251,7 +251,7 @@ impl FileHandler for VcpuHandler {
             .find_outgoing(|f| Kvm::from_file(f).is_some_and(|k| core::ptr::eq(k, kvm)))
             .map_err(|_| {
                 pr_warn!(
-                    "kvm: live update: vCPU {} preserved before its VM\n",
+                    "live update: vCPU {} preserved before its VM\n",
                     vcpu.id()
                 );
                 EINVAL
@@ -296,7 +296,7 @@ impl FileHandler for VcpuHandler {
         let id = le32(identity.payload, 0)?;
         let vm_token = le64(identity.payload, 8)?;
         let vm_file = args.file_incoming(vm_token).inspect_err(|e| {
-            pr_warn!("kvm: live update: vCPU {}: no VM to retrieve: {:?}\n", id, e);
+            pr_warn!("live update: vCPU {}: no VM to retrieve: {:?}\n", id, e);
         })?;
         let kvm = Kvm::from_file(&vm_file).ok_or(EINVAL)?;
         let file = kvm.create_vcpu_file(id)?;
@@ -305,7 +305,7 @@ impl FileHandler for VcpuHandler {
         for s in sections.iter().skip(1) {
             guard.restore_section(s.id, s.payload).inspect_err(|e| {
                 pr_warn!(
-                    "kvm: live update: vCPU {} state section {} refused: {:?}\n",
+                    "live update: vCPU {} state section {} refused: {:?}\n",
                     id,
                     s.id,
                     e
