@@ -52,7 +52,7 @@ maintainers_covered() {
 	local f bad=0
 	for f in $(overlay_files); do
 		in_root sh -c "cd $C_SRC && perl scripts/get_maintainer.pl --no-git --no-git-fallback --nokeywords -f $f" \
-			2>/dev/null | grep -q 'KERNEL VIRTUAL MACHINE' ||
+			2>/dev/null | grep -q -E 'KERNEL VIRTUAL MACHINE|LIVE UPDATE|KEXEC HANDOVER|RUST' ||
 			{ echo "MAINTAINERS: no entry covers $f"; bad=1; }
 	done
 	return $bad
