@@ -240,7 +240,12 @@ impl VcpuGuard<'_> {
         // SAFETY: The vCPU is live and locked, and `buf` is valid for `len`
         // bytes.
         to_result(unsafe {
-            bindings::kvm_arch_vcpu_luo_restore(self.vcpu.0.get(), section, buf.as_ptr().cast(), len)
+            bindings::kvm_arch_vcpu_luo_restore(
+                self.vcpu.0.get(),
+                section,
+                buf.as_ptr().cast(),
+                len,
+            )
         })
     }
 

@@ -183,7 +183,11 @@ pub(crate) fn parse<'a>(
     }
     let major = get_u16(blob, 4).map_err(|_| bad("truncated header", 0))?;
     if major != MAJOR {
-        return Err(refuse(EPROTONOSUPPORT, "foreign major version", major.into()));
+        return Err(refuse(
+            EPROTONOSUPPORT,
+            "foreign major version",
+            major.into(),
+        ));
     }
     let field = &blob[8..8 + COMPAT_LEN];
     let name_len = field.iter().position(|b| *b == 0).unwrap_or(COMPAT_LEN);
@@ -257,7 +261,10 @@ pub(crate) fn parse<'a>(
         }
     }
     if at != total {
-        return Err(bad("trailing bytes", to_u32(total - at).unwrap_or(u32::MAX)));
+        return Err(bad(
+            "trailing bytes",
+            to_u32(total - at).unwrap_or(u32::MAX),
+        ));
     }
     Ok(sections)
 }

@@ -75,7 +75,9 @@ fn save_vm(kvm: &Kvm) -> Result<KVec<u8>> {
         p[..4].copy_from_slice(&kvm.vm_type().to_le_bytes());
         Ok(8)
     })?;
-    save_sections(&mut w, kvm::vm_sections(), |id, buf| kvm.save_section(id, buf))?;
+    save_sections(&mut w, kvm::vm_sections(), |id, buf| {
+        kvm.save_section(id, buf)
+    })?;
     w.finish()
 }
 
@@ -203,7 +205,10 @@ impl FileHandler for VmHandler {
     fn retrieve(args: &mut FileOpArgs<'_>) -> Result {
         let mem = restore_blob(args.serialized_data())?;
         let sections = parse("VM", mem.as_slice(), VM_COMPAT, kvm::vm_sections())?;
-        let identity = sections.first().filter(|s| s.id == VM_IDENTITY).ok_or(EBADMSG)?;
+        let identity = sections
+            .first()
+            .filter(|s| s.id == VM_IDENTITY)
+            .ok_or(EBADMSG)?;
         let file = Kvm::create_file(le32(identity.payload, 0)?)?;
         let kvm = Kvm::from_file(&file).ok_or(EINVAL)?;
         for s in sections.iter().skip(1) {
@@ -250,10 +255,7 @@ impl FileHandler for VcpuHandler {
         let vm_token = args
             .find_outgoing(|f| Kvm::from_file(f).is_some_and(|k| core::ptr::eq(k, kvm)))
             .map_err(|_| {
-                pr_warn!(
-                    "live update: vCPU {} preserved before its VM\n",
-                    vcpu.id()
-                );
+                pr_warn!("live update: vCPU {} preserved before its VM\n", vcpu.id());
                 EINVAL
             })?;
         let guard = Self::lock(vcpu)?;
@@ -325,7 +327,8 @@ impl FileHandler for VcpuHandler {
 /// The VM token a vCPU recorded at preserve, read back from its blob.
 fn le64_token(args: &FileOpArgs<'_>) -> Result<u64> {
     // SAFETY: `preserve` handed this memory over; it is only borrowed.
-    let mut mem = core::mem::ManuallyDrop::new(unsafe { PreservedMem::from_phys(args.serialized_data()) });
+    let mut mem =
+        core::mem::ManuallyDrop::new(unsafe { PreservedMem::from_phys(args.serialized_data()) });
     let b = mem.as_mut_slice();
     le64(b, format::HEADER_LEN + format::SECTION_HEADER_LEN + 8)
 }
