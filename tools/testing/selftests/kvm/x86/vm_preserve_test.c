@@ -42,6 +42,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "hyperv.h"
+#include "libliveupdate.h"
 
 #define NR_VCPUS	3
 #define DATA_SLOT	1
@@ -66,7 +67,6 @@
 #define SESSION_FAULTS	"kvm-preserve-faults"
 #define SESSION_ERRORS	"kvm-preserve-errors"
 
-#define LUO_DEVICE	"/dev/liveupdate"
 #define LUO_FAULT	"/sys/module/kvm/parameters/luo_fault"
 #define KEXEC_LOADED	"/sys/kernel/kexec_loaded"
 #define KVM_DEBUGFS	"/sys/kernel/debug/kvm"
@@ -180,11 +180,17 @@ static void assert_errno(int r, int e, const char *what)
 		    what, e, strerror(e), errno, strerror(errno), r);
 }
 
-/* LUO, without libliveupdate. */
+/* LUO, through the library of the LUO selftests: it returns -errno. */
+
+static void assert_luo_errno(int r, int e, const char *what)
+{
+	TEST_ASSERT(r == -e, "%s: expected errno %d (%s), got %d (%s)", what, e, strerror(e),
+		    -r, strerror(-r));
+}
 
 static int luo_open(void)
 {
-	int fd = open(LUO_DEVICE, O_RDWR);
+	int fd = luo_open_device();
 
 	if (fd < 0)
 		ksft_exit_skip("cannot open %s: %s\n", LUO_DEVICE, strerror(errno));
@@ -193,68 +199,40 @@ static int luo_open(void)
 
 static int create_session(int luo_fd, const char *name)
 {
-	struct liveupdate_ioctl_create_session arg = { .size = sizeof(arg) };
+	int fd = luo_create_session(luo_fd, name);
 
-	snprintf((char *)arg.name, sizeof(arg.name), "%s", name);
-	TEST_ASSERT(!ioctl(luo_fd, LIVEUPDATE_IOCTL_CREATE_SESSION, &arg),
-		    "create session %s: errno %d (%s)", name, errno, strerror(errno));
-	return arg.fd;
+	TEST_ASSERT(fd >= 0, "create session %s: %s", name, strerror(-fd));
+	return fd;
 }
 
 static int retrieve_session(int luo_fd, const char *name)
 {
-	struct liveupdate_ioctl_retrieve_session arg = { .size = sizeof(arg) };
+	int fd = luo_retrieve_session(luo_fd, name);
 
-	snprintf((char *)arg.name, sizeof(arg.name), "%s", name);
-	TEST_ASSERT(!ioctl(luo_fd, LIVEUPDATE_IOCTL_RETRIEVE_SESSION, &arg),
-		    "retrieve session %s: errno %d (%s)", name, errno, strerror(errno));
-	return arg.fd;
-}
-
-static int __preserve_fd(int session_fd, int fd, u64 token)
-{
-	struct liveupdate_session_preserve_fd arg = {
-		.size = sizeof(arg),
-		.fd = fd,
-		.token = token,
-	};
-
-	return ioctl(session_fd, LIVEUPDATE_SESSION_PRESERVE_FD, &arg);
+	TEST_ASSERT(fd >= 0, "retrieve session %s: %s", name, strerror(-fd));
+	return fd;
 }
 
 static void preserve_fd(int session_fd, int fd, u64 token)
 {
-	TEST_ASSERT(!__preserve_fd(session_fd, fd, token), "preserve token %lu: errno %d (%s)",
-		    token, errno, strerror(errno));
-}
+	int r = luo_session_preserve_fd(session_fd, fd, token);
 
-static int __retrieve_fd(int session_fd, u64 token)
-{
-	struct liveupdate_session_retrieve_fd arg = {
-		.size = sizeof(arg),
-		.token = token,
-	};
-
-	if (ioctl(session_fd, LIVEUPDATE_SESSION_RETRIEVE_FD, &arg))
-		return -1;
-	return arg.fd;
+	TEST_ASSERT(!r, "preserve token %lu: %s", token, strerror(-r));
 }
 
 static int retrieve_fd(int session_fd, u64 token)
 {
-	int fd = __retrieve_fd(session_fd, token);
+	int fd = luo_session_retrieve_fd(session_fd, token);
 
-	TEST_ASSERT(fd >= 0, "retrieve token %lu: errno %d (%s)", token, errno,
-		    strerror(errno));
+	TEST_ASSERT(fd >= 0, "retrieve token %lu: %s", token, strerror(-fd));
 	return fd;
 }
 
 static void finish_session(int session_fd, const char *name)
 {
-	struct liveupdate_session_finish arg = { .size = sizeof(arg) };
+	int r = luo_session_finish(session_fd);
 
-	TEST_ASSERT(!ioctl(session_fd, LIVEUPDATE_SESSION_FINISH, &arg),
-		    "FINISH %s: errno %d (%s)", name, errno, strerror(errno));
+	TEST_ASSERT(!r, "FINISH %s: %s", name, strerror(-r));
 }
 
 /* vCPUs in their own kernel task (KVM_RUN_ASYNC). */
@@ -547,9 +525,10 @@ static void test_not_opted_in(int luo_fd)
 
 	vm = vm_create_with_one_vcpu(&vcpu, guest_spin_code);
 	s = create_session(luo_fd, SESSION_ERRORS);
-	assert_errno(__preserve_fd(s, vm->fd, TOKEN_VM), ENOENT, "VM that did not opt in");
-	assert_errno(__preserve_fd(s, vcpu->fd, TOKEN_VCPU), ENOENT,
-		     "vCPU of a VM that did not opt in");
+	assert_luo_errno(luo_session_preserve_fd(s, vm->fd, TOKEN_VM), ENOENT,
+			 "VM that did not opt in");
+	assert_luo_errno(luo_session_preserve_fd(s, vcpu->fd, TOKEN_VCPU), ENOENT,
+			 "vCPU of a VM that did not opt in");
 	close(s);
 	kvm_vm_free(vm);
 }
@@ -562,7 +541,8 @@ static void test_vcpu_before_vm(int luo_fd)
 
 	vm = create_preservable_vm(VM_SHAPE_DEFAULT, 1, &vcpu, guest_spin_code);
 	s = create_session(luo_fd, SESSION_ERRORS);
-	assert_errno(__preserve_fd(s, vcpu->fd, TOKEN_VCPU), EINVAL, "vCPU before its VM");
+	assert_luo_errno(luo_session_preserve_fd(s, vcpu->fd, TOKEN_VCPU), EINVAL,
+			 "vCPU before its VM");
 	preserve_fd(s, vm->fd, TOKEN_VM);
 	preserve_fd(s, vcpu->fd, TOKEN_VCPU);
 	close(s);
@@ -580,7 +560,7 @@ static void test_running_vcpu(int luo_fd)
 	preserve_fd(s, vm->fd, TOKEN_VM);
 	start_vcpu(vcpu->fd);
 	usleep(10000);
-	assert_errno(__preserve_fd(s, vcpu->fd, TOKEN_VCPU), EBUSY, "running vCPU");
+	assert_luo_errno(luo_session_preserve_fd(s, vcpu->fd, TOKEN_VCPU), EBUSY, "running vCPU");
 	stop_vcpu(vcpu->fd);
 	preserve_fd(s, vcpu->fd, TOKEN_VCPU);
 	close(s);
@@ -669,8 +649,10 @@ static void test_freeze_running(int luo_fd)
 		     "kexec with a running preserved vCPU");
 
 	/* Nothing was lost: the session still holds both, and the vCPU runs. */
-	assert_errno(__preserve_fd(s, vm->fd, TOKEN_VM + 1), EBUSY, "VM preserved again");
-	assert_errno(__preserve_fd(s, vm->fd, TOKEN_VM), EEXIST, "VM token reused");
+	assert_luo_errno(luo_session_preserve_fd(s, vm->fd, TOKEN_VM + 1), EBUSY,
+			 "VM preserved again");
+	assert_luo_errno(luo_session_preserve_fd(s, vm->fd, TOKEN_VM), EEXIST,
+			 "VM token reused");
 	TEST_ASSERT(!run_async(vcpu->fd, KVM_RUN_ASYNC_QUERY, &ra), "QUERY: errno %d", errno);
 	TEST_ASSERT_EQ(ra.state, KVM_RUN_ASYNC_STATE_RUNNING);
 
@@ -880,19 +862,19 @@ static void test_retrieve_faults(int luo_fd)
 		ksft_test_result_skip("retrieve of a corrupted payload\n");
 	} else {
 		set_luo_fault("1");
-		assert_errno(__retrieve_fd(s, TOKEN_FAULT_VERSION), EPROTONOSUPPORT,
-			     "retrieve of a foreign format version");
+		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_VERSION), EPROTONOSUPPORT,
+				 "retrieve of a foreign format version");
 		assert_fault_used();
-		assert_errno(__retrieve_fd(s, TOKEN_FAULT_VERSION), EPROTONOSUPPORT,
-			     "retrieve of a foreign format version, again");
+		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_VERSION), EPROTONOSUPPORT,
+				 "retrieve of a foreign format version, again");
 		ksft_test_result_pass("retrieve of a foreign format version: EPROTONOSUPPORT\n");
 
 		set_luo_fault("2");
-		assert_errno(__retrieve_fd(s, TOKEN_FAULT_CORRUPT), EBADMSG,
-			     "retrieve of a corrupted payload");
+		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_CORRUPT), EBADMSG,
+				 "retrieve of a corrupted payload");
 		assert_fault_used();
-		assert_errno(__retrieve_fd(s, TOKEN_FAULT_CORRUPT), EBADMSG,
-			     "retrieve of a corrupted payload, again");
+		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_CORRUPT), EBADMSG,
+				 "retrieve of a corrupted payload, again");
 		ksft_test_result_pass("retrieve of a corrupted payload: EBADMSG, twice\n");
 	}
 
