@@ -168,14 +168,16 @@ impl<T: FileHandler> Adapter<T> {
     ///
     /// `args` must point to valid operation arguments for the whole call.
     unsafe fn args<'a>(args: *mut bindings::liveupdate_file_op_args) -> FileOpArgs<'a> {
-        // INVARIANT: The caller guarantees that `args` is valid for the call.
         // SAFETY: The caller guarantees that `args` is valid and not aliased
         // for the duration of the call.
-        FileOpArgs {
-            raw: unsafe { &mut *args },
-        }
+        let raw = unsafe { &mut *args };
+        // INVARIANT: The caller guarantees that `args` is valid for the call.
+        FileOpArgs { raw }
     }
 
+    /// # Safety
+    ///
+    /// `file` must be a valid file for the whole call, as LUO passes it.
     unsafe extern "C" fn can_preserve(
         _handler: *mut bindings::liveupdate_file_handler,
         file: *mut bindings::file,
@@ -184,39 +186,67 @@ impl<T: FileHandler> Adapter<T> {
         T::can_preserve(unsafe { File::from_raw_file(file) })
     }
 
+    /// # Safety
+    ///
+    /// `args` must be valid operation arguments for the whole call, as LUO
+    /// passes them.
     unsafe extern "C" fn preserve(args: *mut bindings::liveupdate_file_op_args) -> c_int {
         // SAFETY: LUO passes valid arguments for the whole call.
         let mut args = unsafe { Self::args(args) };
         from_result(|| T::preserve(&mut args).map(|()| 0))
     }
 
+    /// # Safety
+    ///
+    /// `args` must be valid operation arguments for the whole call, as LUO
+    /// passes them.
     unsafe extern "C" fn unpreserve(args: *mut bindings::liveupdate_file_op_args) {
         // SAFETY: LUO passes valid arguments for the whole call.
         T::unpreserve(&mut unsafe { Self::args(args) })
     }
 
+    /// # Safety
+    ///
+    /// `args` must be valid operation arguments for the whole call, as LUO
+    /// passes them.
     unsafe extern "C" fn freeze(args: *mut bindings::liveupdate_file_op_args) -> c_int {
         // SAFETY: LUO passes valid arguments for the whole call.
         let mut args = unsafe { Self::args(args) };
         from_result(|| T::freeze(&mut args).map(|()| 0))
     }
 
+    /// # Safety
+    ///
+    /// `args` must be valid operation arguments for the whole call, as LUO
+    /// passes them.
     unsafe extern "C" fn unfreeze(args: *mut bindings::liveupdate_file_op_args) {
         // SAFETY: LUO passes valid arguments for the whole call.
         T::unfreeze(&mut unsafe { Self::args(args) })
     }
 
+    /// # Safety
+    ///
+    /// `args` must be valid operation arguments for the whole call, as LUO
+    /// passes them.
     unsafe extern "C" fn retrieve(args: *mut bindings::liveupdate_file_op_args) -> c_int {
         // SAFETY: LUO passes valid arguments for the whole call.
         let mut args = unsafe { Self::args(args) };
         from_result(|| T::retrieve(&mut args).map(|()| 0))
     }
 
+    /// # Safety
+    ///
+    /// `args` must be valid operation arguments for the whole call, as LUO
+    /// passes them.
     unsafe extern "C" fn can_finish(args: *mut bindings::liveupdate_file_op_args) -> bool {
         // SAFETY: LUO passes valid arguments for the whole call.
         T::can_finish(&mut unsafe { Self::args(args) })
     }
 
+    /// # Safety
+    ///
+    /// `args` must be valid operation arguments for the whole call, as LUO
+    /// passes them.
     unsafe extern "C" fn finish(args: *mut bindings::liveupdate_file_op_args) {
         // SAFETY: LUO passes valid arguments for the whole call.
         T::finish(&mut unsafe { Self::args(args) })
