@@ -8,10 +8,10 @@
  *
  * Stage 1 checks the error paths of KVM_ENABLE_CAP and of
  * LIVEUPDATE_SESSION_PRESERVE_FD (not opted in, vCPU before its VM, running
- * vCPU, closing the session), then starts a 3-vCPU guest whose vCPUs count
- * without exits in memfd-backed memory, stops it, records every vCPU's state
- * in a "state" memfd and preserves the memfds, the VM and the vCPUs in the
- * session "kvm-preserve".  Two more VMs go into "kvm-preserve-faults" for the
+ * vCPU, closing the session, a vCPU in a nested guest), then starts a 3-vCPU
+ * guest whose vCPUs count without exits in memfd-backed memory, stops it,
+ * records every vCPU's state in a "state" memfd and preserves the memfds, the
+ * VM and the vCPUs in the session "kvm-preserve".  Two more VMs go into "kvm-preserve-faults" for the
  * retrieve failures of stage 2.  If a kexec image is loaded, a kexec with a
  * running preserved vCPU must then fail with EBUSY and lose nothing.  A child
  * keeps the sessions open and stage 1 exits.
@@ -41,6 +41,7 @@
 #include "test_util.h"
 #include "kvm_util.h"
 #include "processor.h"
+#include "svm_util.h"
 #include "hyperv.h"
 #include "libliveupdate.h"
 
@@ -662,6 +663,49 @@ static void test_freeze_running(int luo_fd)
 	ksft_test_result_pass("kexec with a running preserved vCPU fails with EBUSY\n");
 }
 
+static void nested_l2_code(void)
+{
+	GUEST_SYNC(2);
+	vmmcall();
+}
+
+static void nested_l1_code(struct svm_test_data *svm)
+{
+	generic_svm_setup(svm, nested_l2_code);
+	run_guest(svm->vmcb, svm->vmcb_gpa);
+	GUEST_DONE();
+}
+
+/* A vCPU stopped while it runs a nested guest: its L2 state is not preserved. */
+static void test_nested_vcpu(int luo_fd)
+{
+	struct kvm_vcpu *vcpu;
+	gva_t svm_gva;
+	struct kvm_vm *vm;
+	struct ucall uc;
+	int s;
+
+	if (!kvm_cpu_has(X86_FEATURE_SVM)) {
+		ksft_test_result_skip("a vCPU in a nested guest: the test needs SVM\n");
+		return;
+	}
+
+	vm = create_preservable_vm(VM_SHAPE_DEFAULT, 1, &vcpu, nested_l1_code);
+	vcpu_alloc_svm(vm, &svm_gva);
+	vcpu_args_set(vcpu, 1, svm_gva);
+	vcpu_run(vcpu);
+	TEST_ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+	TEST_ASSERT_EQ(uc.args[1], 2);
+
+	s = create_session(luo_fd, SESSION_ERRORS);
+	preserve_fd(s, vm->fd, TOKEN_VM);
+	assert_luo_errno(luo_session_preserve_fd(s, vcpu->fd, TOKEN_VCPU), EOPNOTSUPP,
+			 "vCPU in a nested guest");
+	close(s);
+	kvm_vm_free(vm);
+	ksft_test_result_pass("a vCPU in a nested guest: EOPNOTSUPP\n");
+}
+
 static void run_error_tests(int luo_fd)
 {
 	test_enable_cap();
@@ -675,9 +719,10 @@ static void run_error_tests(int luo_fd)
 	ksft_test_result_pass("a running vCPU: EBUSY, then preserved once stopped\n");
 	test_close_session(luo_fd);
 	ksft_test_result_pass("closing the session unpreserves the VM\n");
+	test_nested_vcpu(luo_fd);
 }
 
-#define NR_ERROR_TESTS	6
+#define NR_ERROR_TESTS	7
 
 /* Stage 1: the main VM, run, stopped, recorded and preserved. */
 static int preserve_main_vm(int luo_fd)
