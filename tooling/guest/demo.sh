@@ -25,8 +25,8 @@ if [ "$(cat "$MARK" 2>/dev/null)" != 2 ]; then
 	# v2 outlives v1 (its parent): the pipe ends when v2 closes its stdout.
 	"$BIN/demo/vmm-upgrade" | tee /tmp/vmm-upgrade.log
 	grep -q "stopped the guest" /tmp/vmm-upgrade.log || exit 1
-	step "LUO: preserve a memfd in a session"
-	"$BIN/liveupdate/luo_kexec_simple" -s 1 || exit 1
+	step "live update, kernel 1: a guest counts, stops, and goes into a LUO session (VM, vCPUs, memory)"
+	"$BIN/kvm/x86/vm_preserve_perf_test" -s 1 -d || exit 1
 	echo 2 >"$MARK"
 	step "kexec into kernel 2 (until its userspace runs this script)"
 	kexec -l -s --reuse-cmdline "$KERNEL" || exit 1
@@ -40,8 +40,6 @@ rm -f "$MARK"
 step "kernel 2: what it was handed"
 echo "kernel: $(uname -r); what the previous kernel handed over:"
 dmesg | grep -v 'ommand line' | grep -i -E 'KHO|liveupdate|luo' | head -n 5 | sed 's/^/  dmesg: /'
-step "LUO: retrieve the memfd and check its contents"
-"$BIN/liveupdate/luo_kexec_simple" -s 2 || exit 1
-step "a KVM guest runs in kernel 2"
-"$BIN/demo/kvm-counter" 2 || exit 1
+step "live update, kernel 2: the same guest, retrieved by a new VMM process, counts on"
+"$BIN/kvm/x86/vm_preserve_perf_test" -s 2 -d || exit 1
 step "done"
