@@ -11,10 +11,10 @@
  * vCPU, closing the session, a vCPU in a nested guest), then starts a 3-vCPU
  * guest whose vCPUs count without exits in memfd-backed memory, stops it,
  * records every vCPU's state in a "state" memfd and preserves the memfds, the
- * VM and the vCPUs in the session "kvm-preserve".  Two more VMs go into "kvm-preserve-faults" for the
- * retrieve failures of stage 2.  If a kexec image is loaded, a kexec with a
- * running preserved vCPU must then fail with EBUSY and lose nothing.  A child
- * keeps the sessions open and stage 1 exits.
+ * VM and the vCPUs in the session "kvm-preserve".  Two more VMs go into
+ * "kvm-preserve-faults" for the retrieve failures of stage 2.  If a kexec
+ * image is loaded, a kexec with a running preserved vCPU must then fail with
+ * EBUSY and lose nothing.  A child keeps the sessions open and stage 1 exits.
  *
  * Stage 2, in the new kernel and a new process, retrieves the VM (twice: one
  * file), re-adds its memslots from the retrieved memfds, retrieves the vCPUs,
