@@ -20,6 +20,7 @@ struct kvm_vcpu;
  */
 enum kvm_luo_vcpu_section {
 	KVM_LUO_VCPU_CPUID = 1,		/* struct kvm_cpuid_entry2[] */
+	KVM_LUO_VCPU_CPU_CAPS,		/* struct kvm_luo_cpu_cap[] */
 	KVM_LUO_VCPU_TSC_KHZ,		/* u32, KVM_GET_TSC_KHZ */
 	KVM_LUO_VCPU_SREGS,		/* struct kvm_sregs */
 	KVM_LUO_VCPU_MSRS,		/* struct kvm_msr_entry[] */
@@ -53,6 +54,18 @@ struct kvm_luo_x86_vm_config {
 	__u64 identity_map_addr;
 	__u32 default_tsc_khz;
 	__u32 pad;
+};
+
+/*
+ * One CPUID register of features the saving KVM could give a guest: the
+ * restoring KVM refuses a vCPU that uses one it cannot give.  @reg is 0-3
+ * for EAX, EBX, ECX, EDX.
+ */
+struct kvm_luo_cpu_cap {
+	__u32 function;
+	__u32 index;
+	__u32 reg;
+	__u32 bits;
 };
 
 /* The layout of one memslot, which the retrieving VMM re-creates. */

@@ -281,6 +281,10 @@ pub fn vm_sections() -> core::ops::Range<u32> {
     1..bindings::kvm_luo_vm_section_KVM_LUO_VM_NR_SECTIONS
 }
 
+/// The vCPU section that records which CPU features the saving KVM could
+/// give a guest (`struct kvm_luo_cpu_cap[]`).
+pub const VCPU_SECTION_CPU_CAPS: u32 = bindings::kvm_luo_vcpu_section_KVM_LUO_VCPU_CPU_CAPS;
+
 /// The vCPU state sections of this architecture, in restore order.
 pub fn vcpu_sections() -> core::ops::Range<u32> {
     1..bindings::kvm_luo_vcpu_section_KVM_LUO_VCPU_NR_SECTIONS

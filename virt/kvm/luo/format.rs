@@ -143,6 +143,37 @@ impl Writer {
     }
 }
 
+/// The payload of section `id` of `blob`, for the selftests' fault hook,
+/// which changes it in place and then calls [`restamp`].  Unchecked beyond
+/// staying within `blob`: [`parse`] checks the result.
+pub(crate) fn section_mut(blob: &mut [u8], id: u32) -> Option<&mut [u8]> {
+    let nr = get_u32(blob, 36).ok()?;
+    let mut at = HEADER_LEN;
+    for _ in 0..nr {
+        let this = get_u32(blob, at).ok()?;
+        let len = usize::try_from(get_u32(blob, at + 8).ok()?).ok()?;
+        let start = at + SECTION_HEADER_LEN;
+        let end = start.checked_add(len)?;
+        if this == id {
+            return blob.get_mut(start..end);
+        }
+        at = end.next_multiple_of(8);
+    }
+    None
+}
+
+/// Makes the checksum of `blob` match its sections again.
+pub(crate) fn restamp(blob: &mut [u8]) {
+    let total = get_u32(blob, 32)
+        .ok()
+        .and_then(|t| usize::try_from(t).ok())
+        .filter(|t| (HEADER_LEN..=blob.len()).contains(t));
+    if let Some(total) = total {
+        let sum = checksum(&blob[HEADER_LEN..total]);
+        blob[40..44].copy_from_slice(&sum.to_le_bytes());
+    }
+}
+
 /// A section of a parsed blob.
 pub(crate) struct Section<'a> {
     pub(crate) id: u32,
@@ -297,11 +328,6 @@ mod tests {
         w.finish()
     }
 
-    fn restamp(b: &mut [u8]) {
-        let sum = checksum(&b[HEADER_LEN..]);
-        b[40..44].copy_from_slice(&sum.to_le_bytes());
-    }
-
     fn err_of(b: &[u8]) -> Option<Error> {
         parse(b, COMPAT, known).err().map(|r| r.err)
     }
@@ -418,6 +444,25 @@ mod tests {
         b[first + 4..first + 6].copy_from_slice(&0u16.to_le_bytes());
         restamp(&mut b);
         assert_eq!(err_of(&b), Some(EPROTONOSUPPORT));
+        Ok(())
+    }
+
+    #[test]
+    fn section_mut_finds_a_payload() -> Result {
+        let mut b = sample()?;
+        let p = section_mut(&mut b, 3).ok_or(EINVAL)?;
+        p[0] = 8;
+        restamp(&mut b);
+        let s = parse(&b, COMPAT, known).map_err(|r| r.err)?;
+        assert_eq!(s[1].payload, &8u64.to_le_bytes());
+        drop(s);
+        assert!(section_mut(&mut b, 2).is_none());
+        for len in 0..b.len() {
+            let mut t = KVec::new();
+            t.extend_from_slice(&b[..len], GFP_KERNEL)?;
+            let _ = section_mut(&mut t, 3);
+            restamp(&mut t);
+        }
         Ok(())
     }
 

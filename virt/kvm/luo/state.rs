@@ -135,6 +135,15 @@ fn restore_blob(phys: u64) -> Result<RestoredMem> {
                 *byte ^= 0xff;
             }
         }
+        // A vCPU saved by a KVM that could give every CPU feature.
+        3 => {
+            if let Some(caps) = format::section_mut(b, kvm::VCPU_SECTION_CPU_CAPS) {
+                for cap in caps.chunks_exact_mut(16) {
+                    cap[12..].fill(0xff);
+                }
+            }
+            format::restamp(b);
+        }
         _ => {}
     }
     Ok(mem)
@@ -157,6 +166,19 @@ fn parse<'a>(
         );
         r.err
     })
+}
+
+/// Logs a section that KVM refused to restore, unless KVM's hook said why
+/// itself: it does for state it cannot give the guest (`EOPNOTSUPP`).
+fn log_refusal(what: core::fmt::Arguments<'_>, section: u32, err: Error) {
+    if err != EOPNOTSUPP {
+        pr_warn!(
+            "live update: {} state section {} refused: {:?}\n",
+            what,
+            section,
+            err
+        );
+    }
 }
 
 /// Frees what the previous kernel preserved for a file nobody retrieved.
@@ -212,9 +234,8 @@ impl FileHandler for VmHandler {
         let file = Kvm::create_file(le32(identity.payload, 0)?)?;
         let kvm = Kvm::from_file(&file).ok_or(EINVAL)?;
         for s in sections.iter().skip(1) {
-            kvm.restore_section(s.id, s.payload).inspect_err(|e| {
-                pr_warn!("live update: VM state section {} refused: {:?}\n", s.id, e);
-            })?;
+            kvm.restore_section(s.id, s.payload)
+                .inspect_err(|e| log_refusal(format_args!("VM"), s.id, *e))?;
         }
         args.set_file(file);
         Ok(())
@@ -305,14 +326,9 @@ impl FileHandler for VcpuHandler {
         let vcpu = KvmVcpu::from_file(&file).ok_or(EINVAL)?;
         let guard = Self::lock(vcpu)?;
         for s in sections.iter().skip(1) {
-            guard.restore_section(s.id, s.payload).inspect_err(|e| {
-                pr_warn!(
-                    "live update: vCPU {} state section {} refused: {:?}\n",
-                    id,
-                    s.id,
-                    e
-                );
-            })?;
+            guard
+                .restore_section(s.id, s.payload)
+                .inspect_err(|e| log_refusal(format_args!("vCPU {id}"), s.id, *e))?;
         }
         drop(guard);
         args.set_file(file);

@@ -63,6 +63,8 @@
 #define TOKEN_VCPU		20
 #define TOKEN_FAULT_VERSION	30
 #define TOKEN_FAULT_CORRUPT	40
+#define TOKEN_FAULT_CPU_VM	50
+#define TOKEN_FAULT_CPU_VCPU	51
 
 #define SESSION_MAIN	"kvm-preserve"
 #define SESSION_FAULTS	"kvm-preserve-faults"
@@ -828,6 +830,10 @@ static int preserve_fault_vms(int luo_fd)
 		vm = create_preservable_vm(VM_SHAPE_DEFAULT, 1, &vcpu, guest_spin_code);
 		preserve_fd(s, vm->fd, i ? TOKEN_FAULT_CORRUPT : TOKEN_FAULT_VERSION);
 	}
+	/* A vCPU whose CPUID uses a feature the next kernel "cannot give". */
+	vm = create_preservable_vm(VM_SHAPE_DEFAULT, 1, &vcpu, guest_spin_code);
+	preserve_fd(s, vm->fd, TOKEN_FAULT_CPU_VM);
+	preserve_fd(s, vcpu->fd, TOKEN_FAULT_CPU_VCPU);
 	return s;
 }
 
@@ -905,6 +911,7 @@ static void test_retrieve_faults(int luo_fd)
 		ksft_print_msg("%s does not exist: no fault hook in this kernel\n", LUO_FAULT);
 		ksft_test_result_skip("retrieve of a foreign format version\n");
 		ksft_test_result_skip("retrieve of a corrupted payload\n");
+		ksft_test_result_skip("CPUID features this KVM cannot give\n");
 	} else {
 		set_luo_fault("1");
 		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_VERSION), EPROTONOSUPPORT,
@@ -921,6 +928,18 @@ static void test_retrieve_faults(int luo_fd)
 		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_CORRUPT), EBADMSG,
 				 "retrieve of a corrupted payload, again");
 		ksft_test_result_pass("retrieve of a corrupted payload: EBADMSG, twice\n");
+
+		/*
+		 * Fault 3 makes the saved record of what the old KVM could give
+		 * claim every feature, so that the guest's CPUID has features
+		 * (at least OSXSAVE, which KVM derives from CR4 and never lists)
+		 * that the old KVM "gave" and this one cannot.
+		 */
+		set_luo_fault("3");
+		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_CPU_VCPU), EOPNOTSUPP,
+				 "retrieve of a vCPU with features this KVM lacks");
+		assert_fault_used();
+		ksft_test_result_pass("CPUID features this KVM cannot give: EOPNOTSUPP\n");
 	}
 
 	finish_session(s, SESSION_FAULTS);
@@ -1090,7 +1109,7 @@ static void stage2(void)
 	int luo_fd = luo_open();
 
 	ksft_print_header();
-	ksft_set_plan(6);
+	ksft_set_plan(7);
 
 	test_retrieve_faults(luo_fd);
 	test_restore(luo_fd);
