@@ -7,6 +7,7 @@
 #ifndef __LINUX_KVM_LUO_H
 #define __LINUX_KVM_LUO_H
 
+#include <linux/kvm.h>
 #include <linux/types.h>
 
 struct file;
@@ -31,6 +32,7 @@ enum kvm_luo_vcpu_section {
 	KVM_LUO_VCPU_MP_STATE,		/* struct kvm_mp_state */
 	KVM_LUO_VCPU_DEBUGREGS,		/* struct kvm_debugregs */
 	KVM_LUO_VCPU_REGS,		/* struct kvm_regs */
+	KVM_LUO_VCPU_NESTED,		/* KVM_GET_NESTED_STATE */
 	KVM_LUO_VCPU_NR_SECTIONS,
 };
 
@@ -41,6 +43,7 @@ enum kvm_luo_vm_section {
 	KVM_LUO_VM_IOAPIC,		/* struct kvm_irqchip */
 	KVM_LUO_VM_CLOCK,		/* struct kvm_clock_data */
 	KVM_LUO_VM_MEMSLOTS,		/* struct kvm_luo_memslot[] */
+	KVM_LUO_VM_PIT,			/* struct kvm_luo_x86_pit */
 	KVM_LUO_VM_NR_SECTIONS,
 };
 
@@ -54,6 +57,13 @@ struct kvm_luo_x86_vm_config {
 	__u64 identity_map_addr;
 	__u32 default_tsc_khz;
 	__u32 pad;
+};
+
+/* The in-kernel PIT: how KVM_CREATE_PIT2 made it, and its state. */
+struct kvm_luo_x86_pit {
+	__u32 flags;			/* KVM_PIT_SPEAKER_DUMMY */
+	__u32 reinject;			/* KVM_REINJECT_CONTROL */
+	struct kvm_pit_state2 state;
 };
 
 /*

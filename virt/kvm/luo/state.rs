@@ -40,8 +40,9 @@ const VM_IDENTITY: u32 = 0;
 const VCPU_IDENTITY: u32 = 0;
 /// The version of every section this kernel writes.
 const VERSION: u16 = 1;
-/// Room for the state to grow between preserve and freeze (memslots added).
-const SLACK: usize = 8192;
+/// Room for the state to grow between preserve and freeze: memslots added,
+/// a vCPU that enters a nested guest (a VMCB, or a vmcs12 and its shadow).
+const SLACK: usize = 16384;
 
 fn le32(b: &[u8], at: usize) -> Result<u32> {
     let s = b.get(at..at + 4).ok_or(EBADMSG)?;

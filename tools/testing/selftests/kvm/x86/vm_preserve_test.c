@@ -8,18 +8,20 @@
  *
  * Stage 1 checks the error paths of KVM_ENABLE_CAP and of
  * LIVEUPDATE_SESSION_PRESERVE_FD (not opted in, vCPU before its VM, running
- * vCPU, closing the session, a vCPU in a nested guest), then starts a 3-vCPU
- * guest whose vCPUs count without exits in memfd-backed memory, stops it,
- * records every vCPU's state in a "state" memfd and preserves the memfds, the
- * VM and the vCPUs in the session "kvm-preserve".  Two more VMs go into
+ * vCPU, closing the session), then starts a guest with a PIT whose vCPUs
+ * count without exits in memfd-backed memory, three directly and, with SVM,
+ * a fourth in a nested guest (L2) run by a hypervisor in the guest (L1).  It
+ * stops the vCPUs, records their state and the PIT's in a "state" memfd and
+ * preserves the memfds, the VM and the vCPUs in the session "kvm-preserve".  Two more VMs go into
  * "kvm-preserve-faults" for the retrieve failures of stage 2.  If a kexec
  * image is loaded, a kexec with a running preserved vCPU must then fail with
  * EBUSY and lose nothing.  A child keeps the sessions open and stage 1 exits.
  *
  * Stage 2, in the new kernel and a new process, retrieves the VM (twice: one
  * file), re-adds its memslots from the retrieved memfds, retrieves the vCPUs,
- * compares their state with the recorded one, then runs them: the guest checks
- * its memory and counts on.  The fault subtests make a VM retrieve fail with
+ * compares their state (nested state included) and the PIT's with the
+ * recorded one, then runs them: the guest checks its memory and counts on,
+ * and the nested guest exits to its hypervisor, which reports and runs it on.  The fault subtests make a VM retrieve fail with
  * EPROTONOSUPPORT (foreign format version) and EBADMSG (corrupted payload)
  * through the test-only kvm.luo_fault parameter.
  */
@@ -45,7 +47,10 @@
 #include "hyperv.h"
 #include "libliveupdate.h"
 
-#define NR_VCPUS	3
+#define NR_VCPUS	3		/* vCPUs that run the guest directly */
+#define NESTED_VCPU	NR_VCPUS	/* with SVM, one more runs it nested */
+#define MAX_VCPUS	(NR_VCPUS + 1)
+#define NESTED_PASS	0x80		/* L1's report, after L2's */
 #define DATA_SLOT	1
 #define DATA_GPA	0x10000000ull
 #define DATA_SIZE	(2ull << 20)
@@ -78,13 +83,16 @@
 #define MAX_MSRS	1024
 #define MAX_CPUID	256
 #define MAX_XSAVE	(64 * 1024)
+#define MAX_NESTED	(sizeof(struct kvm_nested_state) + 2 * 4096)
+#define VMCB_CONTROL	0x400	/* the size of the VMCB's control area */
+static_assert(sizeof(struct vmcb_control_area) == VMCB_CONTROL);
 #define APIC_TMCCT	0x390
 #define STATE_MAGIC	0x7365727072766d6bull	/* "kvmrpres" */
 
 #define EXIT_TIMEOUT_MS	60000
 
 /* Guest data, in memslot 0. */
-static u64 counters[NR_VCPUS];
+static u64 counters[MAX_VCPUS];
 static u64 phase;
 static u64 pattern[PATTERN_WORDS];
 
@@ -103,6 +111,30 @@ static void guest_out(u16 port, u8 v)
 	asm volatile("outb %%al, %w0" : : "Nd"(port), "a"(v));
 }
 
+/* Count, with no exit, until the VMM of stage 2 bumps the phase; check. */
+static void guest_count_and_check(u64 id)
+{
+	u64 *data = (u64 *)DATA_GPA;
+	u64 i;
+
+	while (READ_ONCE(phase) < 1)
+		WRITE_ONCE(counters[id], READ_ONCE(counters[id]) + 1);
+
+	for (i = 0; i < DATA_SIZE / 8; i++)
+		if (READ_ONCE(data[i]) != data_word(i))
+			guest_out(PORT_FAIL, 1);
+	for (i = 0; i < PATTERN_WORDS; i++)
+		if (READ_ONCE(pattern[i]) != pattern_word(i))
+			guest_out(PORT_FAIL, 2);
+	guest_out(PORT_PASS, id);
+}
+
+static void guest_count(u64 id)
+{
+	for (;;)
+		WRITE_ONCE(counters[id], READ_ONCE(counters[id]) + 1);
+}
+
 static void guest_code(u64 id)
 {
 	u64 *data = (u64 *)DATA_GPA;
@@ -116,20 +148,32 @@ static void guest_code(u64 id)
 		guest_out(PORT_READY, 0);
 	}
 
-	/* Count, with no exit, until the VMM of stage 2 bumps the phase. */
-	while (READ_ONCE(phase) < 1)
-		WRITE_ONCE(counters[id], READ_ONCE(counters[id]) + 1);
+	guest_count_and_check(id);
+	guest_count(id);
+}
 
-	for (i = 0; i < DATA_SIZE / 8; i++)
-		if (READ_ONCE(data[i]) != data_word(i))
-			guest_out(PORT_FAIL, 1);
-	for (i = 0; i < PATTERN_WORDS; i++)
-		if (READ_ONCE(pattern[i]) != pattern_word(i))
-			guest_out(PORT_FAIL, 2);
-	guest_out(PORT_PASS, id);
+/*
+ * The nested vCPU: L2 counts and checks as the others do (its port I/O goes
+ * straight to the VMM: L1 does not intercept it), then exits to L1, which
+ * reports from its own context and runs L2 on, to count for good.
+ */
+static void nested_l2_code(void)
+{
+	guest_count_and_check(NESTED_VCPU);
+	vmmcall();
+	guest_count(NESTED_VCPU);
+}
 
-	for (;;)
-		WRITE_ONCE(counters[id], READ_ONCE(counters[id]) + 1);
+static void nested_l1_code(struct svm_test_data *svm)
+{
+	generic_svm_setup(svm, nested_l2_code);
+	run_guest(svm->vmcb, svm->vmcb_gpa);
+	if (svm->vmcb->control.exit_code != SVM_EXIT_VMMCALL)
+		guest_out(PORT_FAIL, 3);
+	guest_out(PORT_PASS, NESTED_PASS | NESTED_VCPU);
+	svm->vmcb->save.rip += 3;
+	run_guest(svm->vmcb, svm->vmcb_gpa);
+	guest_out(PORT_FAIL, 4);
 }
 
 static void guest_spin_code(void)
@@ -152,7 +196,8 @@ struct vcpu_state {
 	u32 nmsrs;
 	u32 ncpuid;
 	u32 xsave_size;
-	u32 pad;
+	u32 nested_size;
+	u8 nested[MAX_NESTED];
 	struct kvm_msr_entry msrs[MAX_MSRS];
 	struct kvm_cpuid_entry2 cpuid[MAX_CPUID];
 	u32 xsave[MAX_XSAVE / sizeof(u32)];
@@ -174,7 +219,8 @@ struct preserved_state {
 	u64 phase_gpa;
 	u64 pattern_gpa;
 	u64 has_xcrs;
-	struct vcpu_state vcpus[NR_VCPUS];
+	struct kvm_pit_state2 pit;
+	struct vcpu_state vcpus[MAX_VCPUS];
 };
 
 static void assert_errno(int r, int e, const char *what)
@@ -347,6 +393,17 @@ static void get_vcpu_state(int vm_fd, int vcpu_fd, bool has_xcrs, struct vcpu_st
 	memcpy(s->msrs, msrs->entries, s->nmsrs * sizeof(msrs->entries[0]));
 	free(msrs);
 
+	size = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NESTED_STATE);
+	if (size > 0) {
+		struct kvm_nested_state *ns = (void *)s->nested;
+
+		TEST_ASSERT(size <= (int)MAX_NESTED, "nested state size %d, at most %lu here",
+			    size, MAX_NESTED);
+		ns->size = MAX_NESTED;
+		get_or_die(vcpu_fd, KVM_GET_NESTED_STATE, ns, "KVM_GET_NESTED_STATE");
+		s->nested_size = ns->size;
+	}
+
 	cpuid = calloc(1, sizeof(*cpuid) + MAX_CPUID * sizeof(cpuid->entries[0]));
 	TEST_ASSERT(cpuid, "calloc");
 	cpuid->nent = MAX_CPUID;
@@ -373,9 +430,56 @@ static int report_diff(int vcpu, const char *what, const void *a, const void *b,
 
 	if (off < 0)
 		return 0;
-	ksft_print_msg("vCPU %d: %s differs (first at byte 0x%x: 0x%02x, was 0x%02x)\n",
-		       vcpu, what, off, ((const u8 *)b)[off], ((const u8 *)a)[off]);
+	if (vcpu < 0)
+		ksft_print_msg("VM: ");
+	else
+		ksft_print_msg("vCPU %d: ", vcpu);
+	printf("%s differs (first at byte 0x%x: 0x%02x, was 0x%02x)\n", what, off,
+	       ((const u8 *)b)[off], ((const u8 *)a)[off]);
 	return 1;
+}
+
+static bool in_guest_mode(const struct vcpu_state *s)
+{
+	const struct kvm_nested_state *ns = (const void *)s->nested;
+
+	return s->nested_size && (ns->flags & KVM_STATE_NESTED_GUEST_MODE);
+}
+
+/*
+ * The nested state: all of it, but of an SVM VMCB only the control area and
+ * the L1 state that VMRUN saves (KVM_SET_NESTED_STATE takes no more).
+ */
+static int compare_nested_state(int vcpu, const struct vcpu_state *old,
+				const struct vcpu_state *new)
+{
+	const struct kvm_nested_state *a = (const void *)old->nested;
+	const struct kvm_nested_state *b = (const void *)new->nested;
+	const struct vmcb *va = (const void *)a->data.svm, *vb = (const void *)b->data.svm;
+	int n = 0;
+
+	if (old->nested_size != new->nested_size) {
+		ksft_print_msg("vCPU %d: nested state of %u bytes, was %u\n", vcpu,
+			       new->nested_size, old->nested_size);
+		return 1;
+	}
+	if (!old->nested_size)
+		return 0;
+	n += report_diff(vcpu, "nested state header", a, b, sizeof(*a));
+	if (a->format != KVM_STATE_NESTED_FORMAT_SVM || !(a->flags & KVM_STATE_NESTED_GUEST_MODE))
+		return n + report_diff(vcpu, "nested state", a->data.vmx, b->data.vmx,
+				       old->nested_size - sizeof(*a));
+
+	n += report_diff(vcpu, "vmcb12 control", va, vb, VMCB_CONTROL);
+	if (va->save.rip != vb->save.rip || va->save.rsp != vb->save.rsp ||
+	    va->save.rax != vb->save.rax || va->save.rflags != vb->save.rflags ||
+	    va->save.cr0 != vb->save.cr0 || va->save.cr3 != vb->save.cr3 ||
+	    va->save.cr4 != vb->save.cr4 || va->save.efer != vb->save.efer) {
+		ksft_print_msg("vCPU %d: L1 state differs (rip 0x%lx, was 0x%lx)\n", vcpu,
+			       vb->save.rip, va->save.rip);
+		n++;
+	}
+	return n;
 }
 
 /* The number of items of @new that differ from @old, each printed. */
@@ -420,6 +524,8 @@ static int compare_vcpu_state(int vcpu, const struct vcpu_state *old,
 			n++;
 		}
 	}
+
+	n += compare_nested_state(vcpu, old, new);
 
 	if (old->xsave_size != new->xsave_size) {
 		ksft_print_msg("vCPU %d: xsave size %u, was %u\n", vcpu, new->xsave_size,
@@ -665,49 +771,6 @@ static void test_freeze_running(int luo_fd)
 	ksft_test_result_pass("kexec with a running preserved vCPU fails with EBUSY\n");
 }
 
-static void nested_l2_code(void)
-{
-	GUEST_SYNC(2);
-	vmmcall();
-}
-
-static void nested_l1_code(struct svm_test_data *svm)
-{
-	generic_svm_setup(svm, nested_l2_code);
-	run_guest(svm->vmcb, svm->vmcb_gpa);
-	GUEST_DONE();
-}
-
-/* A vCPU stopped while it runs a nested guest: its L2 state is not preserved. */
-static void test_nested_vcpu(int luo_fd)
-{
-	struct kvm_vcpu *vcpu;
-	gva_t svm_gva;
-	struct kvm_vm *vm;
-	struct ucall uc;
-	int s;
-
-	if (!kvm_cpu_has(X86_FEATURE_SVM)) {
-		ksft_test_result_skip("a vCPU in a nested guest: the test needs SVM\n");
-		return;
-	}
-
-	vm = create_preservable_vm(VM_SHAPE_DEFAULT, 1, &vcpu, nested_l1_code);
-	vcpu_alloc_svm(vm, &svm_gva);
-	vcpu_args_set(vcpu, 1, svm_gva);
-	vcpu_run(vcpu);
-	TEST_ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
-	TEST_ASSERT_EQ(uc.args[1], 2);
-
-	s = create_session(luo_fd, SESSION_ERRORS);
-	preserve_fd(s, vm->fd, TOKEN_VM);
-	assert_luo_errno(luo_session_preserve_fd(s, vcpu->fd, TOKEN_VCPU), EOPNOTSUPP,
-			 "vCPU in a nested guest");
-	close(s);
-	kvm_vm_free(vm);
-	ksft_test_result_pass("a vCPU in a nested guest: EOPNOTSUPP\n");
-}
-
 static void run_error_tests(int luo_fd)
 {
 	test_enable_cap();
@@ -721,28 +784,31 @@ static void run_error_tests(int luo_fd)
 	ksft_test_result_pass("a running vCPU: EBUSY, then preserved once stopped\n");
 	test_close_session(luo_fd);
 	ksft_test_result_pass("closing the session unpreserves the VM\n");
-	test_nested_vcpu(luo_fd);
 }
 
-#define NR_ERROR_TESTS	7
+#define NR_ERROR_TESTS	6
 
-/* Stage 1: the main VM, run, stopped, recorded and preserved. */
+/* Stage 1: the main VM, run, stopped, recorded and preserved; its vCPU count. */
 static int preserve_main_vm(int luo_fd)
 {
 	const struct kvm_msr_list *msr_list = kvm_get_msr_index_list();
+	struct kvm_pit_config pit_config = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	int nr_vcpus = kvm_cpu_has(X86_FEATURE_SVM) ? MAX_VCPUS : NR_VCPUS;
 	struct vm_shape shape = VM_SHAPE_DEFAULT;
-	struct kvm_vcpu *vcpus[NR_VCPUS];
+	struct kvm_vcpu *vcpus[MAX_VCPUS];
 	struct userspace_mem_region *r;
 	struct preserved_state *st;
 	int st_fd, s, i, bkt, n = 0;
+	gva_t svm_gva;
 	u64 *counts;
 	struct kvm_vm *vm;
 	u8 data;
 	u32 j;
 
 	shape.src_type = VM_MEM_SRC_SHMEM;
-	vm = __vm_create(shape, NR_VCPUS, EXTRA_PAGES);
+	vm = __vm_create(shape, nr_vcpus, EXTRA_PAGES);
 	vm_enable_cap(vm, KVM_CAP_VM_PRESERVE, 0);
+	vm_ioctl(vm, KVM_CREATE_PIT2, &pit_config);
 	vm_userspace_mem_region_add(vm, VM_MEM_SRC_SHMEM, DATA_GPA, DATA_SLOT,
 				    DATA_SIZE / vm->page_size, 0);
 	virt_map(vm, DATA_GPA, DATA_GPA, DATA_SIZE / vm->page_size);
@@ -750,17 +816,24 @@ static int preserve_main_vm(int luo_fd)
 		vcpus[i] = vm_vcpu_add(vm, i, guest_code);
 		vcpu_args_set(vcpus[i], 1, (u64)i);
 	}
+	if (nr_vcpus > NESTED_VCPU) {
+		vcpus[NESTED_VCPU] = vm_vcpu_add(vm, NESTED_VCPU, nested_l1_code);
+		vcpu_alloc_svm(vm, &svm_gva);
+		vcpu_args_set(vcpus[NESTED_VCPU], 1, svm_gva);
+	} else {
+		ksft_print_msg("no SVM: no vCPU in a nested guest\n");
+	}
 
-	for (i = 0; i < NR_VCPUS; i++)
+	for (i = 0; i < nr_vcpus; i++)
 		start_vcpu(vcpus[i]->fd);
 	TEST_ASSERT(readable(vcpus[0]->fd, EXIT_TIMEOUT_MS), "the guest did not fill its memory");
 	TEST_ASSERT_EQ(parked_pio(vcpus[0]->fd, vcpus[0]->run, &data), PORT_READY);
 	start_vcpu(vcpus[0]->fd);
 
 	counts = addr_gva2hva(vm, (gva_t)counters);
-	for (i = 0; i < NR_VCPUS; i++)
+	for (i = 0; i < nr_vcpus; i++)
 		assert_counting(&counts[i], i, "in stage 1");
-	for (i = 0; i < NR_VCPUS; i++) {
+	for (i = 0; i < nr_vcpus; i++) {
 		TEST_ASSERT(!readable(vcpus[i]->fd, 0), "vCPU %d exited", i);
 		stop_vcpu(vcpus[i]->fd);
 	}
@@ -772,7 +845,7 @@ static int preserve_main_vm(int luo_fd)
 	TEST_ASSERT(st != MAP_FAILED, "mmap state: errno %d", errno);
 
 	st->magic = STATE_MAGIC;
-	st->nr_vcpus = NR_VCPUS;
+	st->nr_vcpus = nr_vcpus;
 	hash_for_each(vm->regions.slot_hash, bkt, r, slot_node)
 		n++;
 	TEST_ASSERT_EQ(n, MAX_SLOTS);
@@ -791,10 +864,11 @@ static int preserve_main_vm(int luo_fd)
 	st->phase_gpa = addr_gva2gpa(vm, (gva_t)&phase);
 	st->pattern_gpa = addr_gva2gpa(vm, (gva_t)pattern);
 	st->has_xcrs = kvm_has_cap(KVM_CAP_XCRS);
+	vm_ioctl(vm, KVM_GET_PIT2, &st->pit);
 
 	TEST_ASSERT(msr_list->nmsrs <= MAX_MSRS, "%u MSRs, at most %u here", msr_list->nmsrs,
 		    MAX_MSRS);
-	for (i = 0; i < NR_VCPUS; i++) {
+	for (i = 0; i < nr_vcpus; i++) {
 		struct vcpu_state *vs = &st->vcpus[i];
 
 		vs->counter = READ_ONCE(counts[i]);
@@ -802,6 +876,9 @@ static int preserve_main_vm(int luo_fd)
 		for (j = 0; j < msr_list->nmsrs; j++)
 			vs->msrs[j].index = msr_list->indices[j];
 		get_vcpu_state(vm->fd, vcpus[i]->fd, st->has_xcrs, vs);
+		TEST_ASSERT(in_guest_mode(vs) == (i == NESTED_VCPU),
+			    "vCPU %d was%s stopped in a nested guest", i,
+			    in_guest_mode(vs) ? "" : " not");
 	}
 	munmap(st, sizeof(*st));
 
@@ -811,11 +888,11 @@ static int preserve_main_vm(int luo_fd)
 	preserve_fd(s, memslot2region(vm, DATA_SLOT)->fd, TOKEN_MEM1);
 	preserve_fd(s, st_fd, TOKEN_STATE);
 	preserve_fd(s, vm->fd, TOKEN_VM);
-	for (i = 0; i < NR_VCPUS; i++)
+	for (i = 0; i < nr_vcpus; i++)
 		preserve_fd(s, vcpus[i]->fd, TOKEN_VCPU + i);
 
 	/* The VM, its files and the session stay open for the kexec. */
-	return s;
+	return nr_vcpus;
 }
 
 /* Stage 1: two VMs that stage 2 fails to retrieve. */
@@ -869,8 +946,8 @@ static void stage1(void)
 	ksft_set_plan(NR_ERROR_TESTS + 3);
 
 	run_error_tests(luo_fd);
-	preserve_main_vm(luo_fd);
-	ksft_test_result_pass("3-vCPU VM run, stopped, recorded and preserved\n");
+	ksft_test_result_pass("%d-vCPU VM with a PIT run, stopped, recorded and preserved\n",
+			      preserve_main_vm(luo_fd));
 	preserve_fault_vms(luo_fd);
 	ksft_test_result_pass("two VMs preserved for the retrieve faults\n");
 	test_freeze_running(luo_fd);
@@ -960,14 +1037,16 @@ static void *map_gpa(void **maps, const struct preserved_state *st, u64 gpa)
 
 static void test_restore(int luo_fd)
 {
-	int s, st_fd, vm_fd, vm_fd2, kvm_fd, vcpu_fds[NR_VCPUS], done = 0, n = 0, i;
-	struct kvm_run *runs[NR_VCPUS];
+	int s, st_fd, vm_fd, vm_fd2, kvm_fd, vcpu_fds[MAX_VCPUS], done = 0, n = 0, i, nr;
+	struct kvm_run *runs[MAX_VCPUS];
+	struct kvm_pit_state2 pit;
 	struct preserved_state *st;
-	struct pollfd pfd[NR_VCPUS];
+	struct pollfd pfd[MAX_VCPUS];
 	struct stat sa, sb;
 	void *maps[MAX_SLOTS];
 	struct vcpu_state *now;
 	u64 *counts, *data, j;
+	bool l2_passed = false;
 	long mmap_size;
 	u8 v;
 
@@ -976,8 +1055,10 @@ static void test_restore(int luo_fd)
 	TEST_ASSERT(!fstat(st_fd, &sa) && sa.st_size >= (off_t)sizeof(*st), "state memfd size");
 	st = mmap(NULL, sizeof(*st), PROT_READ, MAP_SHARED, st_fd, 0);
 	TEST_ASSERT(st != MAP_FAILED, "mmap state: errno %d", errno);
-	TEST_ASSERT(st->magic == STATE_MAGIC && st->nr_vcpus == NR_VCPUS &&
-		    st->nr_slots == MAX_SLOTS, "the state memfd is not what stage 1 wrote");
+	TEST_ASSERT(st->magic == STATE_MAGIC && st->nr_vcpus >= NR_VCPUS &&
+		    st->nr_vcpus <= MAX_VCPUS && st->nr_slots == MAX_SLOTS,
+		    "the state memfd is not what stage 1 wrote");
+	nr = st->nr_vcpus;
 
 	/* One file, however many times it is retrieved. */
 	vm_fd = retrieve_fd(s, TOKEN_VM);
@@ -1014,18 +1095,18 @@ static void test_restore(int luo_fd)
 	for (j = 0; j < PATTERN_WORDS; j++)
 		TEST_ASSERT(data[j] == pattern_word(j), "slot 0 differs at word %lu", j);
 	counts = map_gpa(maps, st, st->counters_gpa);
-	for (i = 0; i < NR_VCPUS; i++)
+	for (i = 0; i < nr; i++)
 		TEST_ASSERT(counts[i] == st->vcpus[i].counter, "vCPU %d counter %lu, was %lu",
 			    i, counts[i], st->vcpus[i].counter);
 
-	for (i = 0; i < NR_VCPUS; i++)
+	for (i = 0; i < nr; i++)
 		vcpu_fds[i] = retrieve_fd(s, TOKEN_VCPU + i);
 	ksft_test_result_pass("VM retrieved twice as one file, memslots added, memory intact\n");
 
 	/* Before it runs, every vCPU is as stage 1 recorded it. */
 	now = malloc(sizeof(*now));
 	TEST_ASSERT(now, "malloc");
-	for (i = 0; i < NR_VCPUS; i++) {
+	for (i = 0; i < nr; i++) {
 		memset(now, 0, sizeof(*now));
 		now->nmsrs = st->vcpus[i].nmsrs;
 		for (j = 0; j < now->nmsrs; j++)
@@ -1034,65 +1115,81 @@ static void test_restore(int luo_fd)
 		n += compare_vcpu_state(i, &st->vcpus[i], now, st->has_xcrs);
 	}
 	free(now);
-	TEST_ASSERT(!n, "%d items of vCPU state differ", n);
-	ksft_test_result_pass("vCPU state restored: regs, sregs, xsave, lapic, MSRs, ...\n");
+
+	/* The PIT's counters are reloaded, at the time of the restore. */
+	TEST_ASSERT(!ioctl(vm_fd, KVM_GET_PIT2, &pit), "KVM_GET_PIT2: errno %d", errno);
+	for (i = 0; i < 3; i++)
+		pit.channels[i].count_load_time = st->pit.channels[i].count_load_time;
+	n += report_diff(-1, "PIT", &st->pit, &pit, sizeof(pit));
+	TEST_ASSERT(!n, "%d items of vCPU and VM state differ", n);
+	ksft_test_result_pass("vCPU state restored: regs, sregs, xsave, lapic, MSRs, %s...; PIT\n",
+			      nr > NESTED_VCPU ? "nested state (in L2), " : "");
 
 	/* Run: the guest checks its memory, reports, and counts on. */
 	kvm_fd = open_kvm_dev_path_or_exit();
 	mmap_size = ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	TEST_ASSERT(mmap_size > 0, "KVM_GET_VCPU_MMAP_SIZE: errno %d", errno);
-	for (i = 0; i < NR_VCPUS; i++) {
+	for (i = 0; i < nr; i++) {
 		runs[i] = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
 			       vcpu_fds[i], 0);
 		TEST_ASSERT(runs[i] != MAP_FAILED, "mmap kvm_run: errno %d", errno);
 		start_vcpu(vcpu_fds[i]);
 	}
-	for (i = 0; i < NR_VCPUS; i++)
+	for (i = 0; i < nr; i++)
 		assert_counting(&counts[i], i, "after the kexec");
 	WRITE_ONCE(*(u64 *)map_gpa(maps, st, st->phase_gpa), 1);
 
-	while (done != BIT(NR_VCPUS) - 1) {
-		for (i = 0; i < NR_VCPUS; i++) {
+	while (done != BIT(nr) - 1) {
+		for (i = 0; i < nr; i++) {
 			pfd[i].fd = done & BIT(i) ? -1 : vcpu_fds[i];
 			pfd[i].events = POLLIN;
 			pfd[i].revents = 0;
 		}
-		TEST_ASSERT(poll(pfd, NR_VCPUS, EXIT_TIMEOUT_MS) > 0,
+		TEST_ASSERT(poll(pfd, nr, EXIT_TIMEOUT_MS) > 0,
 			    "no report from the guest within %d ms", EXIT_TIMEOUT_MS);
-		for (i = 0; i < NR_VCPUS; i++) {
+		for (i = 0; i < nr; i++) {
 			if (!(pfd[i].revents & POLLIN))
 				continue;
 			switch (parked_pio(vcpu_fds[i], runs[i], &v)) {
 			case PORT_PASS:
-				TEST_ASSERT_EQ(v, i);
+				/* The nested vCPU: first L2, then L1. */
+				if (i == NESTED_VCPU && v == i) {
+					TEST_ASSERT(!l2_passed, "L2 reported twice");
+					l2_passed = true;
+					break;
+				}
+				TEST_ASSERT_EQ(v, i == NESTED_VCPU ? (NESTED_PASS | i) : i);
+				TEST_ASSERT(i != NESTED_VCPU || l2_passed, "L1 reported before L2");
+				done |= BIT(i);
 				break;
 			case PORT_FAIL:
-				TEST_FAIL("vCPU %d found its memory changed (%s)", i,
-					  v == 1 ? "slot 1" : "slot 0");
+				TEST_FAIL("vCPU %d: %s", i, v == 1 ? "slot 1 changed" :
+					  v == 2 ? "slot 0 changed" : v == 3 ? "L2 exit is not VMMCALL" :
+					  "L2 exited again");
 				break;
 			default:
 				TEST_FAIL("vCPU %d: unexpected port 0x%x", i, runs[i]->io.port);
 			}
-			done |= BIT(i);
 			start_vcpu(vcpu_fds[i]);
 		}
 	}
 
-	for (i = 0; i < NR_VCPUS; i++) {
+	for (i = 0; i < nr; i++) {
 		TEST_ASSERT(READ_ONCE(counts[i]) > st->vcpus[i].counter,
 			    "vCPU %d counter did not move past %lu", i, st->vcpus[i].counter);
 		assert_counting(&counts[i], i, "after the memory check");
 	}
-	for (i = 0; i < NR_VCPUS; i++) {
+	for (i = 0; i < nr; i++) {
 		TEST_ASSERT(!readable(vcpu_fds[i], 0), "vCPU %d exited again", i);
 		stop_vcpu(vcpu_fds[i]);
 	}
 
 	finish_session(s, SESSION_MAIN);
 	close(s);
-	ksft_test_result_pass("the guest found its memory and counts on\n");
+	ksft_test_result_pass("the guest found its memory and counts on%s\n",
+			      nr > NESTED_VCPU ? ", in L2 too, with L1 alive" : "");
 
-	for (i = 0; i < NR_VCPUS; i++) {
+	for (i = 0; i < nr; i++) {
 		munmap(runs[i], mmap_size);
 		close(vcpu_fds[i]);
 	}
