@@ -21,9 +21,10 @@
  * file), re-adds its memslots from the retrieved memfds, retrieves the vCPUs,
  * compares their state (nested state included) and the PIT's with the
  * recorded one, then runs them: the guest checks its memory and counts on,
- * and the nested guest exits to its hypervisor, which reports and runs it on.  The fault subtests make a VM retrieve fail with
- * EPROTONOSUPPORT (foreign format version) and EBADMSG (corrupted payload)
- * through the test-only kvm.luo_fault parameter.
+ * and the nested guest exits to its hypervisor, which reports and runs it on.
+ * The fault subtests make a VM retrieve fail with EPROTONOSUPPORT (foreign
+ * format version) and EBADMSG (corrupted payload), and a vCPU retrieve with
+ * EOPNOTSUPP (CPU features), through the test-only kvm.luo_fault parameter.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1024,6 +1025,20 @@ static void test_retrieve_faults(int luo_fd)
 	ksft_test_result_pass("FINISH of the session of failed retrieves\n");
 }
 
+static const char *fail_reason(u8 v)
+{
+	switch (v) {
+	case 1:
+		return "slot 1 changed";
+	case 2:
+		return "slot 0 changed";
+	case 3:
+		return "L2's exit to L1 is not VMMCALL";
+	default:
+		return "L2 exited to L1 again";
+	}
+}
+
 static void *map_gpa(void **maps, const struct preserved_state *st, u64 gpa)
 {
 	u32 i;
@@ -1163,9 +1178,7 @@ static void test_restore(int luo_fd)
 				done |= BIT(i);
 				break;
 			case PORT_FAIL:
-				TEST_FAIL("vCPU %d: %s", i, v == 1 ? "slot 1 changed" :
-					  v == 2 ? "slot 0 changed" : v == 3 ? "L2 exit is not VMMCALL" :
-					  "L2 exited again");
+				TEST_FAIL("vCPU %d: %s", i, fail_reason(v));
 				break;
 			default:
 				TEST_FAIL("vCPU %d: unexpected port 0x%x", i, runs[i]->io.port);
