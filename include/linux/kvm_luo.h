@@ -44,6 +44,7 @@ enum kvm_luo_vm_section {
 	KVM_LUO_VM_CLOCK,		/* struct kvm_clock_data */
 	KVM_LUO_VM_MEMSLOTS,		/* struct kvm_luo_memslot[] */
 	KVM_LUO_VM_PIT,			/* struct kvm_luo_x86_pit */
+	KVM_LUO_VM_CAPS,		/* struct kvm_enable_cap[] */
 	KVM_LUO_VM_NR_SECTIONS,
 };
 

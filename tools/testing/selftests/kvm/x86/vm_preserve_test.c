@@ -52,6 +52,9 @@
 #define NESTED_VCPU	NR_VCPUS	/* with SVM, one more runs it nested */
 #define MAX_VCPUS	(NR_VCPUS + 1)
 #define NESTED_PASS	0x80		/* L1's report, after L2's */
+#define MAX_VCPU_ID	8		/* KVM_CAP_MAX_VCPU_ID of the main VM */
+#define APIC_BUS_NS	4		/* KVM_CAP_X86_APIC_BUS_CYCLES_NS of it */
+#define EVENT_CAPS	(KVM_VCPUEVENT_VALID_PAYLOAD | KVM_VCPUEVENT_VALID_TRIPLE_FAULT)
 #define DATA_SLOT	1
 #define DATA_GPA	0x10000000ull
 #define DATA_SIZE	(2ull << 20)
@@ -220,6 +223,7 @@ struct preserved_state {
 	u64 phase_gpa;
 	u64 pattern_gpa;
 	u64 has_xcrs;
+	u64 apic_bus_ns;
 	struct kvm_pit_state2 pit;
 	struct vcpu_state vcpus[MAX_VCPUS];
 };
@@ -810,6 +814,14 @@ static int preserve_main_vm(int luo_fd)
 	vm = __vm_create(shape, nr_vcpus, EXTRA_PAGES);
 	vm_enable_cap(vm, KVM_CAP_VM_PRESERVE, 0);
 	vm_ioctl(vm, KVM_CREATE_PIT2, &pit_config);
+
+	/* VM capabilities, which stage 2 must find enabled. */
+	vm_enable_cap(vm, KVM_CAP_EXCEPTION_PAYLOAD, 1);
+	vm_enable_cap(vm, KVM_CAP_X86_TRIPLE_FAULT_EVENT, 1);
+	vm_enable_cap(vm, KVM_CAP_MAX_VCPU_ID, MAX_VCPU_ID);
+	if (kvm_has_cap(KVM_CAP_X86_APIC_BUS_CYCLES_NS))
+		vm_enable_cap(vm, KVM_CAP_X86_APIC_BUS_CYCLES_NS, APIC_BUS_NS);
+
 	vm_userspace_mem_region_add(vm, VM_MEM_SRC_SHMEM, DATA_GPA, DATA_SLOT,
 				    DATA_SIZE / vm->page_size, 0);
 	virt_map(vm, DATA_GPA, DATA_GPA, DATA_SIZE / vm->page_size);
@@ -865,6 +877,7 @@ static int preserve_main_vm(int luo_fd)
 	st->phase_gpa = addr_gva2gpa(vm, (gva_t)&phase);
 	st->pattern_gpa = addr_gva2gpa(vm, (gva_t)pattern);
 	st->has_xcrs = kvm_has_cap(KVM_CAP_XCRS);
+	st->apic_bus_ns = kvm_has_cap(KVM_CAP_X86_APIC_BUS_CYCLES_NS) ? APIC_BUS_NS : 0;
 	vm_ioctl(vm, KVM_GET_PIT2, &st->pit);
 
 	TEST_ASSERT(msr_list->nmsrs <= MAX_MSRS, "%u MSRs, at most %u here", msr_list->nmsrs,
@@ -880,6 +893,8 @@ static int preserve_main_vm(int luo_fd)
 		TEST_ASSERT(in_guest_mode(vs) == (i == NESTED_VCPU),
 			    "vCPU %d was%s stopped in a nested guest", i,
 			    in_guest_mode(vs) ? "" : " not");
+		TEST_ASSERT((vs->events.flags & EVENT_CAPS) == EVENT_CAPS,
+			    "vCPU %d: events flags 0x%x", i, vs->events.flags);
 	}
 	munmap(st, sizeof(*st));
 
@@ -1137,8 +1152,15 @@ static void test_restore(int luo_fd)
 		pit.channels[i].count_load_time = st->pit.channels[i].count_load_time;
 	n += report_diff(-1, "PIT", &st->pit, &pit, sizeof(pit));
 	TEST_ASSERT(!n, "%d items of vCPU and VM state differ", n);
-	ksft_test_result_pass("vCPU state restored: regs, sregs, xsave, lapic, MSRs, %s...; PIT\n",
-			      nr > NESTED_VCPU ? "nested state (in L2), " : "");
+
+	/* VM capabilities (exception payloads and triple faults: in events). */
+	TEST_ASSERT(ioctl(vm_fd, KVM_CREATE_VCPU, MAX_VCPU_ID) == -1 && errno == EINVAL,
+		    "KVM_CREATE_VCPU %d: KVM_CAP_MAX_VCPU_ID was lost", MAX_VCPU_ID);
+	if (st->apic_bus_ns)
+		TEST_ASSERT_EQ(ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_X86_APIC_BUS_CYCLES_NS),
+			       st->apic_bus_ns);
+	ksft_test_result_pass("vCPU state restored: regs, sregs, xsave, lapic, MSRs, %s...; %s\n",
+			      nr > NESTED_VCPU ? "nested state (in L2), " : "", "PIT, VM caps");
 
 	/* Run: the guest checks its memory, reports, and counts on. */
 	kvm_fd = open_kvm_dev_path_or_exit();
