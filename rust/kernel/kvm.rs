@@ -285,6 +285,18 @@ pub fn vm_sections() -> core::ops::Range<u32> {
 /// give a guest (`struct kvm_luo_cpu_cap[]`).
 pub const VCPU_SECTION_CPU_CAPS: u32 = bindings::kvm_luo_vcpu_section_KVM_LUO_VCPU_CPU_CAPS;
 
+/// The vCPU section of the CPUID entries (`struct kvm_cpuid_entry2[]`).
+pub const VCPU_SECTION_CPUID: u32 = bindings::kvm_luo_vcpu_section_KVM_LUO_VCPU_CPUID;
+
+/// The vCPU section of the nested state (`struct kvm_nested_state`).
+pub const VCPU_SECTION_NESTED: u32 = bindings::kvm_luo_vcpu_section_KVM_LUO_VCPU_NESTED;
+
+/// The VM section of the capabilities (`struct kvm_enable_cap[]`).
+pub const VM_SECTION_CAPS: u32 = bindings::kvm_luo_vm_section_KVM_LUO_VM_CAPS;
+
+/// The CPUID leaf of KVM's paravirtual features, at its default base.
+pub const CPUID_KVM_FEATURES: u32 = 0x4000_0001;
+
 /// The vCPU state sections of this architecture, in restore order.
 pub fn vcpu_sections() -> core::ops::Range<u32> {
     1..bindings::kvm_luo_vcpu_section_KVM_LUO_VCPU_NR_SECTIONS

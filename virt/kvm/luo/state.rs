@@ -145,9 +145,58 @@ fn restore_blob(phys: u64) -> Result<RestoredMem> {
             }
             format::restamp(b);
         }
+        // A vCPU given a paravirtual feature (so hypercalls) that the
+        // saving KVM claims it had and this one does not have.
+        4 => {
+            if let Some(cpuid) = format::section_mut(b, kvm::VCPU_SECTION_CPUID) {
+                // struct kvm_cpuid_entry2: function, index, flags, EAX...
+                or_where(cpuid, 40, 0, kvm::CPUID_KVM_FEATURES, 12, FAULT_PV_FEATURE);
+            }
+            if let Some(caps) = format::section_mut(b, kvm::VCPU_SECTION_CPU_CAPS) {
+                // struct kvm_luo_cpu_cap: function, index, reg, bits.
+                or_where(caps, 16, 0, kvm::CPUID_KVM_FEATURES, 12, FAULT_PV_FEATURE);
+            }
+            format::restamp(b);
+        }
+        // A VM with a capability this kernel does not carry.
+        5 => {
+            if let Some(cap) = format::section_mut(b, kvm::VM_SECTION_CAPS) {
+                if let Some(id) = cap.get_mut(..4) {
+                    id.fill(0xff);
+                }
+            }
+            format::restamp(b);
+        }
+        // A vCPU whose nested state has a format this KVM does not know.
+        6 => {
+            if let Some(state) = format::section_mut(b, kvm::VCPU_SECTION_NESTED) {
+                // struct kvm_nested_state: flags (u16), format (u16), ...
+                if let Some(fmt) = state.get_mut(2..4) {
+                    fmt.fill(0xff);
+                }
+            }
+            format::restamp(b);
+        }
         _ => {}
     }
     Ok(mem)
+}
+
+/// A paravirtual feature bit that KVM does not define, for fault 4.
+const FAULT_PV_FEATURE: u32 = 1 << 20;
+
+/// In the records of `size` bytes in `b` whose u32 at `key_at` is `key`,
+/// ORs `bits` into the u32 at `at`.
+fn or_where(b: &mut [u8], size: usize, key_at: usize, key: u32, at: usize, bits: u32) {
+    for rec in b.chunks_exact_mut(size) {
+        if rec.get(key_at..key_at + 4) != Some(&key.to_le_bytes()[..]) {
+            continue;
+        }
+        if let Some(v) = rec.get_mut(at..at + 4) {
+            let old = u32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+            v.copy_from_slice(&(old | bits).to_le_bytes());
+        }
+    }
 }
 
 fn parse<'a>(

@@ -12,19 +12,20 @@
  * count without exits in memfd-backed memory, three directly and, with SVM,
  * a fourth in a nested guest (L2) run by a hypervisor in the guest (L1).  It
  * stops the vCPUs, records their state and the PIT's in a "state" memfd and
- * preserves the memfds, the VM and the vCPUs in the session "kvm-preserve".  Two more VMs go into
- * "kvm-preserve-faults" for the retrieve failures of stage 2.  If a kexec
+ * preserves the memfds, the VM and the vCPUs in the session "kvm-preserve".
+ * More VMs go into "kvm-preserve-faults" for the retrieve failures of stage 2.  If a kexec
  * image is loaded, a kexec with a running preserved vCPU must then fail with
  * EBUSY and lose nothing.  A child keeps the sessions open and stage 1 exits.
  *
  * Stage 2, in the new kernel and a new process, retrieves the VM (twice: one
  * file), re-adds its memslots from the retrieved memfds, retrieves the vCPUs,
- * compares their state (nested state included) and the PIT's with the
- * recorded one, then runs them: the guest checks its memory and counts on,
+ * compares their state (nested state included), the PIT's and the VM's
+ * capabilities with the recorded ones, then runs them: the guest checks its memory and counts on,
  * and the nested guest exits to its hypervisor, which reports and runs it on.
  * The fault subtests make a VM retrieve fail with EPROTONOSUPPORT (foreign
- * format version) and EBADMSG (corrupted payload), and a vCPU retrieve with
- * EOPNOTSUPP (CPU features), through the test-only kvm.luo_fault parameter.
+ * format version), EBADMSG (corrupted payload) and EOPNOTSUPP (a capability
+ * not carried), and a vCPU retrieve with EOPNOTSUPP (CPU or paravirtual
+ * features, nested state), through the test-only kvm.luo_fault parameter.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,6 +75,11 @@
 #define TOKEN_FAULT_CORRUPT	40
 #define TOKEN_FAULT_CPU_VM	50
 #define TOKEN_FAULT_CPU_VCPU	51
+#define TOKEN_FAULT_PV_VM	60
+#define TOKEN_FAULT_PV_VCPU	61
+#define TOKEN_FAULT_CAP_VM	70
+#define TOKEN_FAULT_NESTED_VM	80
+#define TOKEN_FAULT_NESTED_VCPU	81
 
 #define SESSION_MAIN	"kvm-preserve"
 #define SESSION_FAULTS	"kvm-preserve-faults"
@@ -911,7 +917,17 @@ static int preserve_main_vm(int luo_fd)
 	return nr_vcpus;
 }
 
-/* Stage 1: two VMs that stage 2 fails to retrieve. */
+static void preserve_fault_vcpu(int s, u64 vm_token, u64 vcpu_token)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+
+	vm = create_preservable_vm(VM_SHAPE_DEFAULT, 1, &vcpu, guest_spin_code);
+	preserve_fd(s, vm->fd, vm_token);
+	preserve_fd(s, vcpu->fd, vcpu_token);
+}
+
+/* Stage 1: VMs and vCPUs that stage 2 fails to retrieve. */
 static int preserve_fault_vms(int luo_fd)
 {
 	struct kvm_vcpu *vcpu;
@@ -923,10 +939,18 @@ static int preserve_fault_vms(int luo_fd)
 		vm = create_preservable_vm(VM_SHAPE_DEFAULT, 1, &vcpu, guest_spin_code);
 		preserve_fd(s, vm->fd, i ? TOKEN_FAULT_CORRUPT : TOKEN_FAULT_VERSION);
 	}
-	/* A vCPU whose CPUID uses a feature the next kernel "cannot give". */
+	/*
+	 * vCPUs whose CPUID uses a CPU feature or a paravirtual one that the
+	 * next kernel "cannot give", and one with "unknown" nested state.
+	 */
+	preserve_fault_vcpu(s, TOKEN_FAULT_CPU_VM, TOKEN_FAULT_CPU_VCPU);
+	preserve_fault_vcpu(s, TOKEN_FAULT_PV_VM, TOKEN_FAULT_PV_VCPU);
+	preserve_fault_vcpu(s, TOKEN_FAULT_NESTED_VM, TOKEN_FAULT_NESTED_VCPU);
+
+	/* A VM with a capability the next kernel "does not carry". */
 	vm = create_preservable_vm(VM_SHAPE_DEFAULT, 1, &vcpu, guest_spin_code);
-	preserve_fd(s, vm->fd, TOKEN_FAULT_CPU_VM);
-	preserve_fd(s, vcpu->fd, TOKEN_FAULT_CPU_VCPU);
+	vm_enable_cap(vm, KVM_CAP_EXCEPTION_PAYLOAD, 1);
+	preserve_fd(s, vm->fd, TOKEN_FAULT_CAP_VM);
 	return s;
 }
 
@@ -965,7 +989,7 @@ static void stage1(void)
 	ksft_test_result_pass("%d-vCPU VM with a PIT run, stopped, recorded and preserved\n",
 			      preserve_main_vm(luo_fd));
 	preserve_fault_vms(luo_fd);
-	ksft_test_result_pass("two VMs preserved for the retrieve faults\n");
+	ksft_test_result_pass("VMs and vCPUs preserved for the retrieve faults\n");
 	test_freeze_running(luo_fd);
 
 	daemonize_and_exit();
@@ -1005,6 +1029,9 @@ static void test_retrieve_faults(int luo_fd)
 		ksft_test_result_skip("retrieve of a foreign format version\n");
 		ksft_test_result_skip("retrieve of a corrupted payload\n");
 		ksft_test_result_skip("CPUID features this KVM cannot give\n");
+		ksft_test_result_skip("paravirtual features this KVM cannot give\n");
+		ksft_test_result_skip("a VM capability this KVM does not carry\n");
+		ksft_test_result_skip("nested state this KVM cannot take\n");
 	} else {
 		set_luo_fault("1");
 		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_VERSION), EPROTONOSUPPORT,
@@ -1033,6 +1060,29 @@ static void test_retrieve_faults(int luo_fd)
 				 "retrieve of a vCPU with features this KVM lacks");
 		assert_fault_used();
 		ksft_test_result_pass("CPUID features this KVM cannot give: EOPNOTSUPP\n");
+
+		/* Fault 4: a paravirtual feature, i.e. hypercalls, is lost. */
+		set_luo_fault("4");
+		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_PV_VCPU), EOPNOTSUPP,
+				 "retrieve of a vCPU with PV features this KVM lacks");
+		assert_fault_used();
+		ksft_test_result_pass("paravirtual features this KVM cannot give: EOPNOTSUPP\n");
+
+		set_luo_fault("5");
+		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_CAP_VM), EOPNOTSUPP,
+				 "retrieve of a VM with a capability this KVM does not carry");
+		assert_fault_used();
+		ksft_test_result_pass("a VM capability this KVM does not carry: EOPNOTSUPP\n");
+
+		if (kvm_has_cap(KVM_CAP_NESTED_STATE)) {
+			set_luo_fault("6");
+			assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_NESTED_VCPU),
+					 EOPNOTSUPP, "retrieve of a vCPU with unknown nested state");
+			assert_fault_used();
+			ksft_test_result_pass("nested state this KVM cannot take: EOPNOTSUPP\n");
+		} else {
+			ksft_test_result_skip("nested state this KVM cannot take: no nested state\n");
+		}
 	}
 
 	finish_session(s, SESSION_FAULTS);
@@ -1241,7 +1291,7 @@ static void stage2(void)
 	int luo_fd = luo_open();
 
 	ksft_print_header();
-	ksft_set_plan(7);
+	ksft_set_plan(10);
 
 	test_retrieve_faults(luo_fd);
 	test_restore(luo_fd);
