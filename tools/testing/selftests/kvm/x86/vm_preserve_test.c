@@ -1020,6 +1020,20 @@ static void assert_fault_used(void)
 	close(fd);
 }
 
+/* Fault 6: nested state of a format this KVM does not know. */
+static void test_nested_state_fault(int s)
+{
+	if (!kvm_has_cap(KVM_CAP_NESTED_STATE)) {
+		ksft_test_result_skip("nested state this KVM cannot take: KVM has none\n");
+		return;
+	}
+	set_luo_fault("6");
+	assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_NESTED_VCPU), EOPNOTSUPP,
+			 "retrieve of a vCPU with unknown nested state");
+	assert_fault_used();
+	ksft_test_result_pass("nested state this KVM cannot take: EOPNOTSUPP\n");
+}
+
 static void test_retrieve_faults(int luo_fd)
 {
 	int s = retrieve_session(luo_fd, SESSION_FAULTS);
@@ -1074,15 +1088,7 @@ static void test_retrieve_faults(int luo_fd)
 		assert_fault_used();
 		ksft_test_result_pass("a VM capability this KVM does not carry: EOPNOTSUPP\n");
 
-		if (kvm_has_cap(KVM_CAP_NESTED_STATE)) {
-			set_luo_fault("6");
-			assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_NESTED_VCPU),
-					 EOPNOTSUPP, "retrieve of a vCPU with unknown nested state");
-			assert_fault_used();
-			ksft_test_result_pass("nested state this KVM cannot take: EOPNOTSUPP\n");
-		} else {
-			ksft_test_result_skip("nested state this KVM cannot take: no nested state\n");
-		}
+		test_nested_state_fault(s);
 	}
 
 	finish_session(s, SESSION_FAULTS);
