@@ -17,6 +17,9 @@ fail=0
 
 step_checkpatch() {
 	local dir=$KLU_CACHE/check-series
+	# checkpatch and get_maintainer.pl run in the assembled tree: make it
+	# the full series (a per-patch build may have left a partial one).
+	"$TOOLING/assemble.sh" || return 1
 	rm -rf "$dir"
 	SERIES_OUT=$dir "$TOOLING/series.sh" || return 1
 	local -a mails
