@@ -11,8 +11,8 @@ use crate::format::{
 use kernel::{
     fs::File,
     kho::{
-        PreservedMem,
-        RestoredMem, //
+        PreservedVmalloc,
+        RestoredVmalloc, //
     },
     kvm::{
         self,
@@ -95,20 +95,29 @@ fn save_vcpu(vcpu: &KvmVcpu, guard: &VcpuGuard<'_>, vm_token: u64) -> Result<KVe
     w.finish()
 }
 
+/// Borrows the memory that `preserve` handed over at `phys`, before kexec.
+fn borrow_preserved(phys: u64) -> Result<core::mem::ManuallyDrop<PreservedVmalloc>> {
+    // SAFETY: `phys` is the serialized data that `preserve` handed over,
+    // and the memory is only borrowed: `ManuallyDrop` keeps it preserved.
+    Ok(core::mem::ManuallyDrop::new(unsafe {
+        PreservedVmalloc::from_phys(phys)
+    }?))
+}
+
 /// Copies `blob` into the memory preserved at `phys` by `preserve`.
 fn store(phys: u64, blob: &[u8]) -> Result {
-    // SAFETY: `phys` is the serialized data that `preserve` handed over,
-    // and the memory is only borrowed here: `ManuallyDrop` keeps it.
-    let mut mem = core::mem::ManuallyDrop::new(unsafe { PreservedMem::from_phys(phys) });
+    let mut mem = borrow_preserved(phys)?;
     let dst = mem.as_mut_slice();
     let dst = dst.get_mut(..blob.len()).ok_or(ENOSPC)?;
     dst.copy_from_slice(blob);
     Ok(())
 }
 
-/// Preserves `blob` in new KHO memory and returns its physical address.
+/// Preserves `blob` in new KHO memory and returns the physical address the
+/// next kernel restores it from.  A vmalloc area: a vCPU's blob is tens of
+/// KiB, which needs no physically contiguous memory.
 fn preserve_blob(blob: &[u8]) -> Result<u64> {
-    let mut mem = PreservedMem::alloc(blob.len() + SLACK)?;
+    let mut mem = PreservedVmalloc::alloc(blob.len() + SLACK)?;
     mem.as_mut_slice()
         .get_mut(..blob.len())
         .ok_or(ENOSPC)?
@@ -116,12 +125,21 @@ fn preserve_blob(blob: &[u8]) -> Result<u64> {
     Ok(mem.into_phys())
 }
 
+/// Stops preserving what `preserve` handed over at `phys`, and frees it.
+fn unpreserve_blob(phys: u64) {
+    // SAFETY: `preserve` handed this memory over; `unpreserve` takes it back
+    // once.
+    if let Ok(mem) = unsafe { PreservedVmalloc::from_phys(phys) } {
+        drop(mem);
+    }
+}
+
 /// Takes back the blob the previous kernel preserved at `phys`, applying
 /// the fault the selftests asked for, if any.
-fn restore_blob(phys: u64) -> Result<RestoredMem> {
+fn restore_blob(phys: u64) -> Result<RestoredVmalloc> {
     // SAFETY: `phys` is the serialized data of a file of this handler,
     // which only this retrieve (or finish, if never retrieved) takes back.
-    let mut mem = unsafe { RestoredMem::restore(phys) }?;
+    let mut mem = unsafe { RestoredVmalloc::restore(phys) }?;
     let b = mem.as_mut_slice();
     match kvm::take_test_fault() {
         // A foreign major version.
@@ -236,7 +254,7 @@ fn finish_unretrieved(args: &FileOpArgs<'_>) {
     if args.retrieve_status().is_none() {
         // SAFETY: The file was never retrieved, so nothing else took the
         // memory back; dropping it frees it.
-        drop(unsafe { RestoredMem::restore(args.serialized_data()) });
+        drop(unsafe { RestoredVmalloc::restore(args.serialized_data()) });
     }
 }
 
@@ -260,8 +278,7 @@ impl FileHandler for VmHandler {
     }
 
     fn unpreserve(args: &mut FileOpArgs<'_>) {
-        // SAFETY: `preserve` handed this memory over; it is taken back once.
-        drop(unsafe { PreservedMem::from_phys(args.serialized_data()) });
+        unpreserve_blob(args.serialized_data());
     }
 
     fn freeze(args: &mut FileOpArgs<'_>) -> Result {
@@ -337,8 +354,7 @@ impl FileHandler for VcpuHandler {
     }
 
     fn unpreserve(args: &mut FileOpArgs<'_>) {
-        // SAFETY: `preserve` handed this memory over; it is taken back once.
-        drop(unsafe { PreservedMem::from_phys(args.serialized_data()) });
+        unpreserve_blob(args.serialized_data());
     }
 
     fn freeze(args: &mut FileOpArgs<'_>) -> Result {
@@ -392,9 +408,7 @@ impl FileHandler for VcpuHandler {
 
 /// The VM token a vCPU recorded at preserve, read back from its blob.
 fn le64_token(args: &FileOpArgs<'_>) -> Result<u64> {
-    // SAFETY: `preserve` handed this memory over; it is only borrowed.
-    let mut mem =
-        core::mem::ManuallyDrop::new(unsafe { PreservedMem::from_phys(args.serialized_data()) });
+    let mut mem = borrow_preserved(args.serialized_data())?;
     let b = mem.as_mut_slice();
     le64(b, format::HEADER_LEN + format::SECTION_HEADER_LEN + 8)
 }
