@@ -19,8 +19,8 @@ use crate::{
     alloc::{
         allocator::Vmalloc,
         flags::{
-            GFP_KERNEL,
             __GFP_ZERO, //
+            GFP_KERNEL,
         },
         Allocator,
         NumaNode, //
@@ -201,9 +201,7 @@ struct VmallocHeader {
 
 /// Reads the header at the start of `mem`.
 fn read_header(mem: &[u8]) -> Result<VmallocHeader> {
-    let bytes = mem
-        .get(..size_of::<VmallocHeader>())
-        .ok_or(EINVAL)?;
+    let bytes = mem.get(..size_of::<VmallocHeader>()).ok_or(EINVAL)?;
     // SAFETY: `bytes` holds `size_of::<VmallocHeader>()` bytes, and every bit
     // pattern is a valid `VmallocHeader` (integers and a `u64` pointer).
     Ok(unsafe { bytes.as_ptr().cast::<VmallocHeader>().read_unaligned() })
@@ -270,7 +268,11 @@ impl PreservedVmalloc {
         }
         // SAFETY: `dst` is valid for writes of `size_of::<VmallocHeader>()`
         // bytes, checked above.
-        unsafe { dst.as_mut_ptr().cast::<VmallocHeader>().write_unaligned(fields) };
+        unsafe {
+            dst.as_mut_ptr()
+                .cast::<VmallocHeader>()
+                .write_unaligned(fields)
+        };
         // INVARIANT: `ptr` is a `len`-byte vmalloc area, preserved into
         // `desc`, and `header` describes it.
         Ok(Self {
