@@ -382,8 +382,10 @@ impl RestoredVmalloc {
             return Err(EINVAL);
         }
         // SAFETY: `header.desc` is the description that
-        // `kho_preserve_vmalloc()` wrote in the previous kernel; the KHO core
-        // checks every page it names.
+        // `kho_preserve_vmalloc()` wrote in the previous kernel, which is
+        // trusted like all KHO metadata (its chunks are followed before they
+        // are checked).  On failure the area's pages are lost: a retrieve
+        // is not retried.
         let ptr = unsafe { bindings::kho_restore_vmalloc(&header.desc) };
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(ENOMEM)?;
         // INVARIANT: The area is `total_pages` pages, `len` bytes, and ours.

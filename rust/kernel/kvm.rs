@@ -288,6 +288,9 @@ pub const VCPU_SECTION_CPU_CAPS: u32 = bindings::kvm_luo_vcpu_section_KVM_LUO_VC
 /// The vCPU section of the CPUID entries (`struct kvm_cpuid_entry2[]`).
 pub const VCPU_SECTION_CPUID: u32 = bindings::kvm_luo_vcpu_section_KVM_LUO_VCPU_CPUID;
 
+/// The vCPU section of the events (`struct kvm_vcpu_events`).
+pub const VCPU_SECTION_EVENTS: u32 = bindings::kvm_luo_vcpu_section_KVM_LUO_VCPU_EVENTS;
+
 /// The vCPU section of the nested state (`struct kvm_nested_state`).
 pub const VCPU_SECTION_NESTED: u32 = bindings::kvm_luo_vcpu_section_KVM_LUO_VCPU_NESTED;
 

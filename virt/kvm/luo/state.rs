@@ -396,6 +396,15 @@ impl FileHandler for VcpuHandler {
                 .restore_section(s.id, s.payload)
                 .inspect_err(|e| log_refusal(format_args!("vCPU {id}"), s.id, *e))?;
         }
+        // In a nested guest, the events (interrupt shadow, NMI blocking) are
+        // L2's: set them again now that the nested state made L2 current.
+        if sections.iter().any(|s| s.id == kvm::VCPU_SECTION_NESTED) {
+            if let Some(s) = sections.iter().find(|s| s.id == kvm::VCPU_SECTION_EVENTS) {
+                guard
+                    .restore_section(s.id, s.payload)
+                    .inspect_err(|e| log_refusal(format_args!("vCPU {id}"), s.id, *e))?;
+            }
+        }
         drop(guard);
         args.set_file(file);
         Ok(())
