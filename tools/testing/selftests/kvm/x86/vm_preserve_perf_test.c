@@ -51,6 +51,7 @@
 #include "processor.h"
 #include "async_run.h"
 #include "libliveupdate.h"
+#include "kvm_luo_util.h"
 
 #define NR_LIVE_VCPUS	2
 #define MAX_VCPUS	8
@@ -141,79 +142,6 @@ static u64 now_ns(void)
 static double ms_since(u64 t0, u64 t1)
 {
 	return (t1 - t0) / 1e6;
-}
-
-/* LUO, through the library of the LUO selftests: it returns -errno. */
-
-static int luo_open(void)
-{
-	int fd = luo_open_device();
-
-	if (fd < 0)
-		ksft_exit_skip("cannot open %s: %s\n", LUO_DEVICE, strerror(errno));
-	return fd;
-}
-
-static int create_session(int luo_fd, const char *name)
-{
-	int fd = luo_create_session(luo_fd, name);
-
-	TEST_ASSERT(fd >= 0, "create session %s: %s", name, strerror(-fd));
-	return fd;
-}
-
-static int retrieve_session(int luo_fd, const char *name)
-{
-	int fd = luo_retrieve_session(luo_fd, name);
-
-	TEST_ASSERT(fd >= 0, "retrieve session %s: %s", name, strerror(-fd));
-	return fd;
-}
-
-static void preserve_fd(int session_fd, int fd, u64 token)
-{
-	int r = luo_session_preserve_fd(session_fd, fd, token);
-
-	TEST_ASSERT(!r, "preserve token %lu: %s", token, strerror(-r));
-}
-
-static int retrieve_fd(int session_fd, u64 token)
-{
-	int fd = luo_session_retrieve_fd(session_fd, token);
-
-	TEST_ASSERT(fd >= 0, "retrieve token %lu: %s", token, strerror(-fd));
-	return fd;
-}
-
-static void finish_session(int session_fd, const char *name)
-{
-	int r = luo_session_finish(session_fd);
-
-	TEST_ASSERT(!r, "FINISH %s: %s", name, strerror(-r));
-}
-
-/* vCPUs in their own kernel task (KVM_RUN_ASYNC). */
-
-static int run_async(int vcpu_fd, u32 flags, struct kvm_run_async *ra)
-{
-	memset(ra, 0, sizeof(*ra));
-	ra->flags = flags;
-	return ioctl(vcpu_fd, KVM_RUN_ASYNC, ra);
-}
-
-static void start_vcpu(int vcpu_fd)
-{
-	struct kvm_run_async ra;
-
-	TEST_ASSERT(!run_async(vcpu_fd, 0, &ra), "KVM_RUN_ASYNC: errno %d", errno);
-}
-
-static void stop_vcpu(int vcpu_fd)
-{
-	struct kvm_run_async ra;
-
-	TEST_ASSERT(!run_async(vcpu_fd, KVM_RUN_ASYNC_STOP, &ra), "STOP: errno %d", errno);
-	TEST_ASSERT_EQ(ra.state, KVM_RUN_ASYNC_STATE_SYNC);
 }
 
 /* A vCPU that exited is readable: the guests here never exit. */
