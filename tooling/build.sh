@@ -54,8 +54,31 @@ config() {
 	echo "$hash" >"$OUT/.klu-config"
 }
 
+# The build root must hold one coherent Rust toolchain: rustc's own `core`
+# must be the rust-src the kernel compiles (else the Rust build fails deep in
+# `core`, after minutes).  Checked in seconds before every build, so a warm
+# root that drifted is caught too; `make rustavailable` runs again whenever
+# an installed version changed.
+toolchain_check() {
+	local q v_rustc v_src stamp=$OUT/.klu-toolchain
+	q=$(in_root dpkg-query -W -f='${Package}=${Version}\n' \
+		rustc rust-src rustfmt rust-clippy libstd-rust-dev bindgen clang lld llvm libclang-dev 2>&1) ||
+		die "the build root lacks toolchain packages ($q); run: make buildroot"
+	v_rustc=$(echo "$q" | sed -n 's/^rustc=//p')
+	v_src=$(echo "$q" | sed -n 's/^rust-src=//p')
+	[ "$v_rustc" = "$v_src" ] && [ "$(echo "$q" | grep -E '^(rustc|rust-src|rustfmt|rust-clippy|libstd-rust-dev)=' | cut -d= -f2 | sort -u | wc -l)" = 1 ] ||
+		die "the build root's Rust toolchain is mixed: $(echo $q | tr ' ' '\n' | grep -E '^(rust|libstd)' | tr '\n' ' ')
+The kernel's Rust build needs rustc, rust-src, rustfmt, rust-clippy and libstd-rust-dev at one version. Run: make buildroot"
+	if [ "$(cat "$stamp" 2>/dev/null)" != "$q" ]; then
+		kmake -s rustavailable >"$KLU_CACHE/rustavailable.log" 2>&1 ||
+			{ cat "$KLU_CACHE/rustavailable.log" >&2; die "make rustavailable failed in the build root (rustc $v_rustc); run: make buildroot"; }
+		echo "$q" >"$stamp"
+	fi
+}
+
 kernel() {
 	"$TOOLING/assemble.sh"
+	toolchain_check
 	config
 	log "building the kernel (LLVM=1, ccache, -j$JOBS)"
 	kmake bzImage "$@" 2>&1 | tee "$KLU_CACHE/build.log" | progress ||
@@ -66,6 +89,7 @@ kernel() {
 # The selftest groups tests.list uses, built against the patched UAPI headers.
 selftests() {
 	"$TOOLING/assemble.sh"
+	toolchain_check
 	config
 	log "building UAPI headers and selftests ($(selftest_dirs | tr '\n' ' '))"
 	kmake -s headers >/dev/null

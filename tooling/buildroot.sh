@@ -40,29 +40,111 @@ list_hash() {
 
 # The toolchain, by name: what `--repin` installs unpinned.
 TOOLCHAIN="build-essential flex bison bc libelf-dev libssl-dev dwarves cpio kmod rsync
-python3 xz-utils rustc rust-src rustfmt rust-clippy bindgen libclang-dev clang lld llvm
+python3 xz-utils rustc rust-src rustfmt rust-clippy libstd-rust-dev bindgen libclang-dev clang lld llvm
 qemu-system-x86 virtme-ng busybox-static ccache kexec-tools udev git procps iproute2 uuid-dev"
+
+# Packages that must be installed at one version: the Rust toolchain is
+# built from one source (rustc's core must match rust-src's, or the kernel's
+# Rust build fails in `core`), and so is the LLVM set.  They move together.
+TOOLCHAIN_SETS=(
+	"rustc rust-src rustfmt rust-clippy libstd-rust-dev"
+	"clang lld llvm libclang-dev"
+)
+
+# The versions the archive serves for package $1, one a line.
+served_versions() {
+	chroot_sh "apt-cache madison $1" 2>/dev/null | awk -F'|' '{ gsub(/ /, "", $2); print $2 }'
+}
+
+version_gt() {
+	if command -v dpkg >/dev/null 2>&1; then
+		dpkg --compare-versions "$1" gt "$2"
+	else
+		chroot_sh "dpkg --compare-versions '$1' gt '$2'"
+	fi
+}
+
+# Newest of the versions on stdin, by dpkg's ordering.
+newest_version() {
+	local best="" v
+	while read -r v; do
+		[ -n "$v" ] || continue
+		if [ -z "$best" ] || version_gt "$v" "$best"; then
+			best=$v
+		fi
+	done
+	echo "$best"
+}
 
 # Debian's stable suites and backports keep only the newest version of a
 # package: a point release replaces what was pinned.  A pin the archive no
 # longer serves is therefore replaced by the version it serves, with a
 # warning naming both, instead of failing a fresh machine's first run;
-# `make buildroot-repin` moves the pins.
+# `make buildroot-repin` moves the pins.  A package of a toolchain set
+# never moves alone: if one member's pin is gone, the whole set moves to the
+# newest version that every member is served at, or the run stops.
 served_pins() {
-	local out="" pv p v
+	local out="" pv p v set m common moved=" "
+	declare -A pin=()
 	for pv in $1; do
 		p=${pv%%=*}
-		v=${pv#*=}
-		if [ "$p" != "$pv" ] &&
-			! chroot_sh "apt-cache madison $p" 2>/dev/null | awk -F'|' '{ gsub(/ /, "", $2); print $2 }' | grep -qxF -- "$v"; then
-			warn "pinned $p=$v is no longer served; installing the archive's version (make buildroot-repin moves the pin)"
-			echo "$p=$v" >>"$KLU_CACHE/unserved-pins.txt"
+		[ "$p" != "$pv" ] && pin[$p]=${pv#*=}
+	done
+	for set in "${TOOLCHAIN_SETS[@]}"; do
+		local all_served=1
+		for m in $set; do
+			[ -n "${pin[$m]:-}" ] || continue
+			served_versions "$m" | grep -qxF -- "${pin[$m]}" || all_served=0
+		done
+		[ $all_served = 0 ] || continue
+		common=""
+		for m in $set; do
+			if [ -z "$common" ]; then
+				common=$(served_versions "$m" | sort -u)
+			else
+				common=$(comm -12 <(echo "$common") <(served_versions "$m" | sort -u))
+			fi
+		done
+		v=$(echo "$common" | newest_version)
+		[ -n "$v" ] || die "the toolchain set '$set' is no longer served at one common version;
+run 'make buildroot-repin' and check the versions it picks (see README.md)"
+		for m in $set; do
+			warn "pinned $m=${pin[$m]:-none} is no longer served with its set; installing $m=$v (make buildroot-repin moves the pins)"
+			echo "$m=${pin[$m]:-none}" >>"$KLU_CACHE/unserved-pins.txt"
+			pin[$m]=$v
+			moved="$moved$m "
+		done
+	done
+	for pv in $1; do
+		p=${pv%%=*}
+		if [ "$p" = "$pv" ]; then
+			out="$out $p"
+		elif [[ "$moved" == *" $p "* ]]; then
+			out="$out $p=${pin[$p]}"
+		elif ! served_versions "$p" | grep -qxF -- "${pin[$p]}"; then
+			warn "pinned $p=${pin[$p]} is no longer served; installing the archive's version (make buildroot-repin moves the pin)"
+			echo "$p=${pin[$p]}" >>"$KLU_CACHE/unserved-pins.txt"
 			out="$out $p"
 		else
 			out="$out $pv"
 		fi
 	done
 	echo "$out"
+}
+
+# Is every toolchain set installed at one version?  Prints what is not.
+toolchain_coherent() {
+	local set q rc=0
+	for set in "${TOOLCHAIN_SETS[@]}"; do
+		# shellcheck disable=SC2086
+		q=$(chroot_sh "dpkg-query -W -f='\${Package}=\${Version}\n' $set" 2>/dev/null || true)
+		if [ "$(echo "$q" | grep -c .)" != "$(echo $set | wc -w)" ] ||
+			[ "$(echo "$q" | cut -d= -f2 | sort -u | wc -l)" != 1 ]; then
+			echo "$set:" $q
+			rc=1
+		fi
+	done
+	return $rc
 }
 
 chroot_sh() {
@@ -76,8 +158,14 @@ chroot_sh() {
 
 main() {
 	if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(list_hash)" ] && [ $REPIN = 0 ]; then
-		info "build root up to date: $ROOT"
-		return 0
+		local bad
+		if bad=$(toolchain_coherent); then
+			info "build root up to date: $ROOT"
+			return 0
+		fi
+		# A root made by an older version of this script could mix
+		# versions inside a set: install the sets again.
+		warn "the build root's toolchain sets are mixed ($bad); installing them again"
 	fi
 	need_root "make buildroot"
 	mkdir -p "$KLU_CACHE"
@@ -149,6 +237,10 @@ Run 'make buildroot-repin' to take the versions the archive serves now, check th
 		done
 		mv "$tmp" "$PACKAGES_FILE"
 	fi
+
+	local bad
+	bad=$(toolchain_coherent) || die "the build root's toolchain sets are mixed after the install: $bad
+(log: $KLU_CACHE/apt.log); run 'make buildroot-repin'"
 
 	# A minimal root has no poweroff; virtme-init panics at shutdown without it.
 	[ -e "$ROOT/sbin/poweroff" ] || ln -sf /bin/busybox "$ROOT/sbin/poweroff"

@@ -101,6 +101,10 @@ struct file *kvm_vm_luo_create_file(u32 type);
 struct file *kvm_vcpu_luo_create_file(struct kvm *kvm, u32 id);
 int kvm_vcpu_luo_lock(struct kvm_vcpu *vcpu);
 void kvm_vcpu_luo_unlock(struct kvm_vcpu *vcpu);
+int kvm_vm_luo_freeze(struct kvm *kvm);
+void kvm_vm_luo_thaw(struct kvm *kvm);
+bool kvm_vcpu_luo_frozen(struct kvm_vcpu *vcpu);
+void kvm_vm_luo_kill(struct kvm *kvm);
 int kvm_luo_take_fault(void);
 
 int kvm_arch_vm_luo_check(struct kvm *kvm);

@@ -126,6 +126,35 @@ impl Kvm {
         to_size(unsafe { bindings::kvm_arch_vm_luo_save(self.0.get(), section, ptr, len) })
     }
 
+    /// Freezes the VM for a live update: holds every vCPU and refuses VM
+    /// and device ioctls until the kexec or [`Kvm::thaw`].
+    ///
+    /// Fails with `EBUSY` if a vCPU is running, in `KVM_RUN` or in a
+    /// `KVM_RUN_ASYNC` task that is not stopped.
+    pub fn freeze(&self) -> Result {
+        // SAFETY: By the type invariant, the VM is live.
+        to_result(unsafe { bindings::kvm_vm_luo_freeze(self.0.get()) })
+    }
+
+    /// Undoes [`Kvm::freeze`].
+    ///
+    /// # Safety
+    ///
+    /// The calling task must have frozen this VM with [`Kvm::freeze`] and
+    /// not thawed it since.
+    pub unsafe fn thaw(&self) {
+        // SAFETY: By the safety requirements, this task froze the VM and
+        // holds its locks.
+        unsafe { bindings::kvm_vm_luo_thaw(self.0.get()) };
+    }
+
+    /// Marks the VM dead: every ioctl on it, its vCPUs and its devices fails
+    /// with `EIO` from now on.  For a VM left in a state no VMM may use.
+    pub fn kill(&self) {
+        // SAFETY: By the type invariant, the VM is live.
+        unsafe { bindings::kvm_vm_luo_kill(self.0.get()) };
+    }
+
     /// Restores VM state section `section` from `buf`.
     pub fn restore_section(&self, section: u32, buf: &[u8]) -> Result {
         let len = hook_len(buf.len())?;
@@ -205,19 +234,46 @@ impl KvmVcpu {
         // SAFETY: By the type invariant, the vCPU is live.
         to_result(unsafe { bindings::kvm_vcpu_luo_lock(self.0.get()) })?;
         // INVARIANT: `kvm_vcpu_luo_lock()` succeeded.
-        Ok(VcpuGuard { vcpu: self })
+        Ok(VcpuGuard {
+            vcpu: self,
+            owned: true,
+        })
+    }
+
+    /// The vCPU as its VM's [`Kvm::freeze`] holds it, for its state to be
+    /// saved.  The VM's thaw releases it, not the guard.
+    ///
+    /// Fails with `EBUSY` if the VM is not frozen.
+    ///
+    /// # Safety
+    ///
+    /// The calling task must be the one that froze the VM, and the guard
+    /// must not outlive the freeze.
+    pub unsafe fn held_by_frozen_vm(&self) -> Result<VcpuGuard<'_>> {
+        // SAFETY: By the type invariant, the vCPU is live.
+        if !unsafe { bindings::kvm_vcpu_luo_frozen(self.0.get()) } {
+            return Err(EBUSY);
+        }
+        // INVARIANT: The VM is frozen, by the safety requirements by this
+        // task, so the VM's freeze holds the vCPU for as long as the guard
+        // lives.
+        Ok(VcpuGuard {
+            vcpu: self,
+            owned: false,
+        })
     }
 }
 
-/// A vCPU held still by [`KvmVcpu::lock`]; released when dropped, or by
-/// [`VcpuGuard::unlock_held`] for a guard given up with
-/// [`core::mem::forget`].
+/// A vCPU held still by [`KvmVcpu::lock`], released when dropped, or by its
+/// VM's freeze ([`KvmVcpu::held_by_frozen_vm`]).
 ///
 /// # Invariants
 ///
-/// `vcpu` is locked with `kvm_vcpu_luo_lock()`.
+/// `vcpu` is locked with `kvm_vcpu_luo_lock()` if `owned`, else held by its
+/// VM's `kvm_vm_luo_freeze()` for as long as the guard lives.
 pub struct VcpuGuard<'a> {
     vcpu: &'a KvmVcpu,
+    owned: bool,
 }
 
 impl VcpuGuard<'_> {
@@ -249,23 +305,15 @@ impl VcpuGuard<'_> {
         })
     }
 
-    /// Releases a vCPU whose guard was given up with [`core::mem::forget`]
-    /// to keep it held across calls.
-    ///
-    /// # Safety
-    ///
-    /// The caller must have forgotten a guard of `vcpu` and not released it
-    /// since.
-    pub unsafe fn unlock_held(vcpu: &KvmVcpu) {
-        // SAFETY: By the safety requirements, the vCPU is locked.
-        unsafe { bindings::kvm_vcpu_luo_unlock(vcpu.0.get()) };
-    }
 }
 
 impl Drop for VcpuGuard<'_> {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant, the vCPU is locked.
-        unsafe { bindings::kvm_vcpu_luo_unlock(self.vcpu.0.get()) };
+        if self.owned {
+            // SAFETY: By the type invariant, the vCPU is locked by this
+            // guard.
+            unsafe { bindings::kvm_vcpu_luo_unlock(self.vcpu.0.get()) };
+        }
     }
 }
 

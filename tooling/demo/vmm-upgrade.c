@@ -120,7 +120,7 @@ static int v1(const char *self)
 
 	m.t_detach = now();
 	m.count_detach = count(mem);
-	if (ioctl(vm, KVM_VM_DETACH))
+	if (ioctl(vm, KVM_VM_DETACH, &(struct kvm_vm_detach){ 0 }))
 		die("v1", "KVM_VM_DETACH");
 	printf("  [v1 pid %d] detached; handing the VM, vCPU and memory fds to v2, exiting\n",
 	       getpid());

@@ -10,7 +10,8 @@
  * stops the task (KVM_RUN_ASYNC_STOP) to get the vCPU back.
  *
  * The task holds the VM's mm (mm_users), as anything that faults in user
- * memory must, but no reference to the VM.  The VMM maps its vCPU files, so
+ * memory must, and charges that mm's memory cgroup, but holds no reference
+ * to the VM.  The VMM maps its vCPU files, so
  * that mm holds the VM: the tasks are stopped when the VM's file is released
  * (kvm_vm_async_release()), which breaks the cycle, and no task can start
  * after that.
@@ -19,6 +20,7 @@
 #include <linux/cgroup.h>
 #include <linux/kthread.h>
 #include <linux/kvm_host.h>
+#include <linux/memcontrol.h>
 #include <linux/poll.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
@@ -38,13 +40,33 @@ static bool kvm_vcpu_async_runnable(struct kvm_vcpu_async *async)
 	return READ_ONCE(async->state) == KVM_RUN_ASYNC_STATE_RUNNING;
 }
 
+/*
+ * Work in @mm, for its memory cgroup.  A kernel thread charges its kernel
+ * memory (KVM's MMU caches and page tables among it) to no memory cgroup,
+ * even after cgroup_attach_task_all(): make the mm's the active one.
+ */
+static void kvm_vcpu_async_use_mm(struct kvm_vcpu_async *async)
+{
+	kthread_use_mm(async->mm);
+	async->memcg = get_mem_cgroup_from_mm(async->mm);
+	set_active_memcg(async->memcg);
+}
+
+static void kvm_vcpu_async_unuse_mm(struct kvm_vcpu_async *async)
+{
+	set_active_memcg(NULL);
+	mem_cgroup_put(async->memcg);
+	async->memcg = NULL;
+	kthread_unuse_mm(async->mm);
+}
+
 static int kvm_vcpu_async_fn(void *data)
 {
 	struct kvm_vcpu *vcpu = data;
 	struct kvm_vcpu_async *async = &vcpu->async;
 	int r;
 
-	kthread_use_mm(async->mm);
+	kvm_vcpu_async_use_mm(async);
 	for (;;) {
 		/*
 		 * A resumed vCPU always runs, even when a stop is already
@@ -66,7 +88,7 @@ static int kvm_vcpu_async_fn(void *data)
 
 		wake_up_poll(&async->wq, EPOLLIN | EPOLLRDNORM);
 	}
-	kthread_unuse_mm(async->mm);
+	kvm_vcpu_async_unuse_mm(async);
 	return 0;
 }
 

@@ -12,35 +12,78 @@
  * state, so they work the same for confidential VMs.
  */
 
+#include <linux/cgroup.h>
 #include <linux/cred.h>
 #include <linux/kvm_host.h>
 #include <linux/mm.h>
+#include <linux/pid.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
+#include <linux/user_namespace.h>
 #include <linux/sort.h>
 #include <linux/uaccess.h>
 
 #include "kvm_mm.h"
 
-int kvm_vm_ioctl_detach(struct kvm *kvm)
+int kvm_vm_ioctl_detach(struct kvm *kvm, void __user *argp)
 {
 	int nr = atomic_read(&kvm->online_vcpus);
+	struct pid *successor = NULL;
+	struct ucounts *ucounts;
+	unsigned int pidfd_flags;
+	struct kvm_vm_detach arg;
 	struct kvm_vcpu *vcpu;
 	unsigned long *locked;
 	unsigned long i;
 	int r = 0;
 
+	if (copy_from_user(&arg, argp, sizeof(arg)))
+		return -EFAULT;
+	if ((arg.flags & ~KVM_VM_DETACH_SUCCESSOR) ||
+	    memchr_inv(arg.reserved, 0, sizeof(arg.reserved)))
+		return -EINVAL;
+	if (arg.flags & KVM_VM_DETACH_SUCCESSOR) {
+		if (arg.successor_pidfd < 0)
+			return -EBADF;
+		successor = pidfd_get_pid(arg.successor_pidfd, &pidfd_flags);
+		if (IS_ERR(successor))
+			return PTR_ERR(successor);
+	} else if (arg.successor_pidfd) {
+		return -EINVAL;
+	}
+
+	/*
+	 * A detached VM keeps its VMM's address space, and the memory charged
+	 * to it, alive after the VMM exits: count detached VMs per user, as
+	 * namespaces are, against user.max_kvm_detached_vms.
+	 */
+	ucounts = inc_ucount(current_user_ns(), current_euid(), UCOUNT_KVM_DETACHED_VMS);
+	if (!ucounts) {
+		put_pid(successor);
+		pr_warn_ratelimited("kvm: pid %d: too many detached VMs (user.max_kvm_detached_vms)\n",
+				    task_pid_nr(current));
+		return -ENOSPC;
+	}
+
 	locked = bitmap_zalloc(nr, GFP_KERNEL_ACCOUNT);
-	if (!locked)
+	if (!locked) {
+		dec_ucount(ucounts, UCOUNT_KVM_DETACHED_VMS);
+		put_pid(successor);
 		return -ENOMEM;
+	}
 
 	mutex_lock(&kvm->lock);
+	/* Another thread of the VMM detached first. */
+	if (kvm->detached)
+		r = -EIO;
 	/*
 	 * A VMM thread in KVM_RUN would go on running the vCPU in this mm
 	 * after another VMM attached: refuse while one is in any vCPU ioctl.
 	 * A vCPU with its own task runs without the VMM.
 	 */
 	kvm_for_each_vcpu(i, vcpu, kvm) {
+		if (r)
+			break;
 		if (i >= nr)
 			break;
 		if (READ_ONCE(vcpu->async.task))
@@ -55,14 +98,40 @@ int kvm_vm_ioctl_detach(struct kvm *kvm)
 		/* Keep guest memory mapped when the VMM exits. */
 		mmget(kvm->mm);
 		kvm->detached_mm = kvm->mm;
+		/* Who may attach, decided now by the VMM that lets go. */
+		kvm->successor = successor;
+		successor = NULL;
+		kvm->detach_euid = current_euid();
+		kvm->detached_ucounts = ucounts;
+		ucounts = NULL;
 		WRITE_ONCE(kvm->detached, true);
 	}
 	for_each_set_bit(i, locked, nr)
 		mutex_unlock(&kvm_get_vcpu(kvm, i)->mutex);
 	mutex_unlock(&kvm->lock);
 
+	/*
+	 * VM and device ioctls that passed the owner check before are done
+	 * when this returns, and none starts after it.  vCPU ioctls waiting
+	 * for a vCPU's mutex see the VM detached when they get it.
+	 */
+	if (!r)
+		synchronize_srcu(&kvm->owner_srcu);
+
+	if (ucounts)
+		dec_ucount(ucounts, UCOUNT_KVM_DETACHED_VMS);
+	put_pid(successor);
 	bitmap_free(locked);
 	return r;
+}
+
+/* The VM is attached again, or its file is gone. */
+void kvm_vm_detached_uncount(struct kvm *kvm)
+{
+	if (kvm->detached_ucounts) {
+		dec_ucount(kvm->detached_ucounts, UCOUNT_KVM_DETACHED_VMS);
+		kvm->detached_ucounts = NULL;
+	}
 }
 
 struct kvm_attach {
@@ -137,6 +206,43 @@ static int kvm_attach_backing(struct mm_struct *mm, unsigned long hva,
 	return r;
 }
 
+/*
+ * KVM maps guest memory with a huge page only where the slot's guest and
+ * host addresses agree modulo the huge page size, which it records per slot
+ * when the slot is created (x86: lpage_info).  The slots keep those
+ * records, so where the old address agreed modulo a huge page size the new
+ * one must agree with the old one modulo that size, or KVM could map a huge
+ * page that is not the guest's.  Where the old address did not agree, or
+ * the slot holds no whole huge page, KVM maps no huge page of that size in
+ * the slot and any address will do.  Shared mappings of the same file get
+ * the same THP placement from mmap(), so they usually agree.
+ */
+static bool kvm_attach_slot_may_be_huge(struct kvm_memory_slot *slot,
+					unsigned long diff, unsigned long size)
+{
+	gfn_t n = size >> PAGE_SHIFT;
+
+	/* Aligned alike, and at least one whole huge page in the slot. */
+	return !(diff & (size - 1)) &&
+	       ALIGN(slot->base_gfn, n) + n <= slot->base_gfn + slot->npages;
+}
+
+static bool kvm_attach_hva_congruent(struct kvm_memory_slot *slot,
+				     unsigned long new_hva)
+{
+	unsigned long diff = (slot->base_gfn << PAGE_SHIFT) ^ slot->userspace_addr;
+	unsigned long size;
+
+	if (kvm_attach_slot_may_be_huge(slot, diff, PUD_SIZE))
+		size = PUD_SIZE;
+	else if (kvm_attach_slot_may_be_huge(slot, diff, PMD_SIZE))
+		size = PMD_SIZE;
+	else
+		return true;
+
+	return !((new_hva ^ slot->userspace_addr) & (size - 1));
+}
+
 /* The new address of @slot maps the memory the old one maps. */
 static int kvm_attach_check_slot(struct kvm_memory_slot *slot,
 				 unsigned long new_hva, struct mm_struct *old,
@@ -147,13 +253,19 @@ static int kvm_attach_check_slot(struct kvm_memory_slot *slot,
 	pgoff_t old_off, new_off;
 	int r;
 
+	/* A range that wraps or leaves the user address space. */
+	if (new_hva + size < new_hva || !access_ok((void __user *)new_hva, size))
+		return -EINVAL;
+	if (!kvm_attach_hva_congruent(slot, new_hva))
+		return -EINVAL;
+
 	r = kvm_attach_backing(old, slot->userspace_addr, size, &old_file, &old_off);
 	/*
 	 * A guest_memfd slot whose shared half was never mapped has nothing
 	 * in the old mm; its new address only has to be a user address.
 	 */
 	if (r == -EFAULT && kvm_slot_has_gmem(slot))
-		return access_ok((void __user *)new_hva, size) ? 0 : -EFAULT;
+		return 0;
 	if (r)
 		return r;
 
@@ -228,14 +340,20 @@ static int kvm_attach_copy_slots(struct kvm_attach *attach,
 }
 
 /*
- * Holding the VM's file is what lets a process name the VM at all; in
- * addition the new VMM must run as the user of the last one, or be allowed
- * to act for any user.  A file that leaked to another user then cannot pull
- * the VM's memory into that user's address space.
+ * Holding the VM's file is what lets a process name the VM at all.  What
+ * attach grants on top is control of the vCPUs (the memory is already
+ * mapped by whoever holds the memfds), so the VMM that lets go says who may
+ * take over: the process it named at detach, and nobody else; or, if it
+ * named none, a process with the euid it had when it detached, or one that
+ * may act for any user.  A file that leaked to another user then gives no
+ * control of the guest.
  */
 static bool kvm_attach_permitted(struct kvm *kvm)
 {
-	return uid_eq(current_euid(), kvm->owner_euid) || capable(CAP_SYS_ADMIN);
+	if (kvm->successor)
+		return task_tgid(current) == kvm->successor ||
+		       task_pid(current) == kvm->successor;
+	return uid_eq(current_euid(), kvm->detach_euid) || capable(CAP_SYS_ADMIN);
 }
 
 int kvm_vm_ioctl_attach(struct kvm *kvm, void __user *argp)
@@ -253,27 +371,38 @@ int kvm_vm_ioctl_attach(struct kvm *kvm, void __user *argp)
 		return -EINVAL;
 	if (kvm->vm_dead)
 		return -EIO;
-	if (!kvm_attach_permitted(kvm)) {
-		pr_warn_ratelimited("kvm: pid %d (euid %u) may not attach a VM of euid %u\n",
-				    task_pid_nr(current),
-				    from_kuid(&init_user_ns, current_euid()),
-				    from_kuid(&init_user_ns, kvm->owner_euid));
-		return -EPERM;
-	}
 
 	r = kvm_attach_copy_slots(&attach, &arg);
 	if (r)
 		goto out_free;
 
-	mutex_lock(&kvm->lock);
+	r = -EINTR;
+	if (mutex_lock_killable(&kvm->lock))
+		goto out_free;
 	old = kvm->detached_mm;
 	r = -EBUSY;
 	if (!kvm->detached || WARN_ON_ONCE(!old))
 		goto out_unlock_kvm;
+	/* Detach sets who may attach under kvm->lock. */
+	r = -EPERM;
+	if (!kvm_attach_permitted(kvm)) {
+		if (kvm->successor)
+			pr_warn_ratelimited("kvm: pid %d may not attach a VM handed to pid %d\n",
+					    task_pid_nr(current), pid_nr(kvm->successor));
+		else
+			pr_warn_ratelimited("kvm: pid %d (euid %u) may not attach a VM detached by euid %u\n",
+					    task_pid_nr(current),
+					    from_kuid(&init_user_ns, current_euid()),
+					    from_kuid(&init_user_ns, kvm->detach_euid));
+		goto out_unlock_kvm;
+	}
 
 	/* Nothing may use guest memory through the old addresses meanwhile. */
-	kvm_for_each_vcpu(i, vcpu, kvm)
-		kvm_vcpu_async_pause(vcpu);
+	kvm_for_each_vcpu(i, vcpu, kvm) {
+		r = kvm_vcpu_async_pause(vcpu);
+		if (r)
+			goto out_unpause;
+	}
 	r = kvm_lock_all_vcpus(kvm);
 	if (r)
 		goto out_unpause;
@@ -292,9 +421,19 @@ int kvm_vm_ioctl_attach(struct kvm *kvm, void __user *argp)
 	WRITE_ONCE(kvm->mm, current->mm);
 	/* KVM's own reference; detached_mm still holds the old mm's users. */
 	mmdrop(old);
-	kvm->owner_euid = current_euid();
+	put_pid(kvm->successor);
+	kvm->successor = NULL;
+	kvm_vm_detached_uncount(kvm);
 	kvm->detached_mm = NULL;
 	WRITE_ONCE(kvm->detached, false);
+	/* The vCPU tasks work for the new VMM now: charge its cgroups. */
+	kvm_for_each_vcpu(i, vcpu, kvm) {
+		struct task_struct *task = READ_ONCE(vcpu->async.task);
+
+		if (task && cgroup_attach_task_all(current, task))
+			pr_warn_ratelimited("kvm: vCPU %d's task stays in the cgroups of the last VMM\n",
+					    vcpu->vcpu_id);
+	}
 
 out_unlock:
 	mutex_unlock(&kvm->slots_lock);

@@ -283,12 +283,32 @@ impl FileHandler for VmHandler {
 
     fn freeze(args: &mut FileOpArgs<'_>) -> Result {
         let kvm = args.file().and_then(Kvm::from_file).ok_or(EINVAL)?;
-        let blob = save_vm(kvm).inspect_err(|e| {
-            pr_warn!("live update: saving a VM failed: {:?}\n", e);
+        // Nothing may change the VM's state or its vCPUs' from here to the
+        // kexec: its vCPU files, which come after it, save theirs under
+        // this freeze.
+        kvm.freeze().inspect_err(|_| {
+            pr_warn!("live update: a vCPU of the VM is running\n");
         })?;
-        store(args.serialized_data(), &blob).inspect_err(|_| {
-            pr_warn!("live update: the VM's state outgrew its preserved memory\n");
-        })
+        let stored = save_vm(kvm)
+            .inspect_err(|e| pr_warn!("live update: saving a VM failed: {:?}\n", e))
+            .and_then(|blob| {
+                store(args.serialized_data(), &blob).inspect_err(|_| {
+                    pr_warn!("live update: the VM's state outgrew its preserved memory\n");
+                })
+            });
+        if stored.is_err() {
+            // SAFETY: This task froze the VM above.
+            unsafe { kvm.thaw() };
+        }
+        stored
+    }
+
+    fn unfreeze(args: &mut FileOpArgs<'_>) {
+        if let Some(kvm) = args.file().and_then(Kvm::from_file) {
+            // SAFETY: LUO unfreezes only files whose freeze succeeded, in
+            // the task that froze them, and this freeze froze the VM.
+            unsafe { kvm.thaw() };
+        }
     }
 
     fn retrieve(args: &mut FileOpArgs<'_>) -> Result {
@@ -326,6 +346,27 @@ impl VcpuHandler {
             pr_warn!("live update: vCPU {} is running\n", vcpu.id());
         })
     }
+
+    /// Restores the sections of a retrieved vCPU into its new file.
+    fn restore(file: &File, id: u32, sections: &[Section<'_>]) -> Result {
+        let vcpu = KvmVcpu::from_file(file).ok_or(EINVAL)?;
+        let guard = Self::lock(vcpu)?;
+        for s in sections.iter().skip(1) {
+            guard
+                .restore_section(s.id, s.payload)
+                .inspect_err(|e| log_refusal(format_args!("vCPU {id}"), s.id, *e))?;
+        }
+        // In a nested guest, the events (interrupt shadow, NMI blocking) are
+        // L2's: set them again now that the nested state made L2 current.
+        if sections.iter().any(|s| s.id == kvm::VCPU_SECTION_NESTED) {
+            if let Some(s) = sections.iter().find(|s| s.id == kvm::VCPU_SECTION_EVENTS) {
+                guard
+                    .restore_section(s.id, s.payload)
+                    .inspect_err(|e| log_refusal(format_args!("vCPU {id}"), s.id, *e))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[vtable]
@@ -359,20 +400,14 @@ impl FileHandler for VcpuHandler {
 
     fn freeze(args: &mut FileOpArgs<'_>) -> Result {
         let vcpu = Self::vcpu(args)?;
-        let guard = Self::lock(vcpu)?;
+        // SAFETY: The vCPU's VM is in the session before it (`preserve`
+        // checks), so LUO froze the VM earlier in this task, and the guard
+        // is dropped before this returns.
+        let guard = unsafe { vcpu.held_by_frozen_vm() }.inspect_err(|_| {
+            pr_warn!("live update: vCPU {}: its VM is not frozen\n", vcpu.id());
+        })?;
         let blob = save_vcpu(vcpu, &guard, le64_token(args)?)?;
-        store(args.serialized_data(), &blob)?;
-        // Keep the vCPU still until kexec, or until `unfreeze`.
-        core::mem::forget(guard);
-        Ok(())
-    }
-
-    fn unfreeze(args: &mut FileOpArgs<'_>) {
-        if let Ok(vcpu) = Self::vcpu(args) {
-            // SAFETY: `freeze` succeeded for this file, so it holds the vCPU
-            // with a forgotten guard.
-            unsafe { VcpuGuard::unlock_held(vcpu) };
-        }
+        store(args.serialized_data(), &blob)
     }
 
     fn retrieve(args: &mut FileOpArgs<'_>) -> Result {
@@ -389,23 +424,13 @@ impl FileHandler for VcpuHandler {
         })?;
         let kvm = Kvm::from_file(&vm_file).ok_or(EINVAL)?;
         let file = kvm.create_vcpu_file(id)?;
-        let vcpu = KvmVcpu::from_file(&file).ok_or(EINVAL)?;
-        let guard = Self::lock(vcpu)?;
-        for s in sections.iter().skip(1) {
-            guard
-                .restore_section(s.id, s.payload)
-                .inspect_err(|e| log_refusal(format_args!("vCPU {id}"), s.id, *e))?;
-        }
-        // In a nested guest, the events (interrupt shadow, NMI blocking) are
-        // L2's: set them again now that the nested state made L2 current.
-        if sections.iter().any(|s| s.id == kvm::VCPU_SECTION_NESTED) {
-            if let Some(s) = sections.iter().find(|s| s.id == kvm::VCPU_SECTION_EVENTS) {
-                guard
-                    .restore_section(s.id, s.payload)
-                    .inspect_err(|e| log_refusal(format_args!("vCPU {id}"), s.id, *e))?;
-            }
-        }
-        drop(guard);
+        // The vCPU exists in the VM from here on, and vCPUs cannot be
+        // removed: one left half restored would run with state of nobody's
+        // choosing, so a failure kills the VM.
+        Self::restore(&file, id, &sections).inspect_err(|_| {
+            pr_warn!("live update: vCPU {} not restored: its VM is dead\n", id);
+            kvm.kill();
+        })?;
         args.set_file(file);
         Ok(())
     }

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -431,13 +433,158 @@ static void test_lifetime(void)
 	wait_no_vcpu_task("SIGKILL of the VMM");
 }
 
+#define MEMCG_GPA	0x10000000ull
+#define MEMCG_SLOT	1
+#define MEMCG_SIZE	(64ull << 20)
+
+/* Touch every page of the memcg test's slot. */
+static void guest_touch_code(void)
+{
+	u64 i;
+
+	for (i = 0; i < MEMCG_SIZE; i += 4096)
+		WRITE_ONCE(*(u64 *)(MEMCG_GPA + i), i);
+	GUEST_DONE();
+}
+
+static bool write_file(const char *dir, const char *name, const char *val)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	if (!f)
+		return false;
+	fputs(val, f);
+	return !fclose(f);
+}
+
+static u64 memcg_stat(const char *dir, const char *key)
+{
+	char path[256], name[64];
+	unsigned long long v;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/memory.stat", dir);
+	f = fopen(path, "r");
+	TEST_ASSERT(f, "open %s", path);
+	while (fscanf(f, "%63s %llu", name, &v) == 2) {
+		if (!strcmp(name, key)) {
+			fclose(f);
+			return v;
+		}
+	}
+	fclose(f);
+	TEST_FAIL("no %s in %s", key, path);
+	return 0;
+}
+
+/* Where cgroup2 is mounted, mounting it if nothing has. */
+static bool cgroup2_root(char *root, size_t len)
+{
+	char dev[64], dir[256], type[64];
+	bool found = false;
+	FILE *f = fopen("/proc/self/mounts", "r");
+
+	while (f && fscanf(f, "%63s %255s %63s %*[^\n]", dev, dir, type) == 3) {
+		if (!strcmp(type, "cgroup2")) {
+			snprintf(root, len, "%s", dir);
+			found = true;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	if (found)
+		return true;
+	snprintf(root, len, "/tmp/async-run-test-cgroup2");
+	mkdir(root, 0755);
+	return !mount("none", root, "cgroup2", 0, NULL);
+}
+
+/*
+ * The memcg test, in a child that moves itself into a new memory cgroup:
+ * the vCPU task's kernel allocations for the guest (KVM's page tables) are
+ * the VMM's, so they are charged to the VMM's cgroup.
+ */
+static int memcg_child(void)
+{
+	char root[256], cg[320], stat[340], pid[32];
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct ucall uc;
+	u64 before, after, anon;
+
+	if (!cgroup2_root(root, sizeof(root))) {
+		ksft_print_msg("cgroup2 is not mounted and cannot be\n");
+		return KSFT_SKIP;
+	}
+	/* Fails harmlessly where the controller is enabled already. */
+	write_file(root, "cgroup.subtree_control", "+memory");
+	snprintf(cg, sizeof(cg), "%s/async-run-test-%d", root, getpid());
+	if (mkdir(cg, 0755) && errno != EEXIST) {
+		ksft_print_msg("mkdir %s: errno %d\n", cg, errno);
+		return KSFT_SKIP;
+	}
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	snprintf(stat, sizeof(stat), "%s/memory.stat", cg);
+	if (access(stat, R_OK) ||
+	    !write_file(cg, "cgroup.procs", pid)) {
+		ksft_print_msg("no memory controller in %s\n", cg);
+		return KSFT_SKIP;
+	}
+
+	before = memcg_stat(cg, "sec_pagetables");
+	vm = vm_create_with_one_vcpu(&vcpu, guest_touch_code);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, MEMCG_GPA, MEMCG_SLOT,
+				    MEMCG_SIZE / 4096, 0);
+	virt_map(vm, MEMCG_GPA, MEMCG_GPA, MEMCG_SIZE / 4096);
+	anon = memcg_stat(cg, "anon");
+
+	run_async(vcpu, 0);
+	TEST_ASSERT(vcpu_readable(vcpu, 60000), "the guest did not finish within 60 s");
+	TEST_ASSERT_EQ(async_get_ucall(vcpu, &uc), UCALL_DONE);
+	after = memcg_stat(cg, "sec_pagetables");
+	ksft_print_msg("memcg: sec_pagetables %lu -> %lu bytes, anon %lu -> %lu bytes\n",
+		       before, after, anon, memcg_stat(cg, "anon"));
+	TEST_ASSERT(after > before,
+		    "KVM's page tables built by the vCPU task were not charged to the VMM's memcg");
+	TEST_ASSERT(memcg_stat(cg, "anon") >= anon + MEMCG_SIZE / 2,
+		    "guest memory faulted in by the vCPU task was not charged to the VMM's memcg");
+	kvm_vm_free(vm);
+	wait_no_vcpu_task("memcg test");
+	return 0;
+}
+
+static int test_memcg(void)
+{
+	char root[256], cg[320];
+	int status;
+	pid_t child;
+
+	child = fork();
+	TEST_ASSERT(child >= 0, "fork");
+	if (!child)
+		_exit(memcg_child());
+	TEST_ASSERT(waitpid(child, &status, 0) == child && WIFEXITED(status),
+		    "memcg child: status 0x%x", status);
+	if (cgroup2_root(root, sizeof(root))) {
+		snprintf(cg, sizeof(cg), "%s/async-run-test-%d", root, child);
+		rmdir(cg);
+	}
+	TEST_ASSERT(WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == KSFT_SKIP,
+		    "memcg child failed: %d", WEXITSTATUS(status));
+	return WEXITSTATUS(status);
+}
+
 int main(int argc, char *argv[])
 {
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_VCPU_ASYNC_RUN));
 	TEST_ASSERT_EQ(kvm_check_cap(KVM_CAP_VCPU_ASYNC_RUN), VALID_FLAGS);
 
 	ksft_print_header();
-	ksft_set_plan(4);
+	ksft_set_plan(5);
 
 	test_errors();
 	ksft_test_result_pass("error paths\n");
@@ -447,6 +594,10 @@ int main(int argc, char *argv[])
 	ksft_test_result_pass("guest FPU state across preemption\n");
 	test_lifetime();
 	ksft_test_result_pass("lifetime: close parked, close running, SIGKILL\n");
+	if (test_memcg())
+		ksft_test_result_skip("memcg: no cgroup2 memory controller\n");
+	else
+		ksft_test_result_pass("memcg: the vCPU task charges the VMM's memory cgroup\n");
 
 	ksft_finished();
 }

@@ -29,6 +29,7 @@
 #include "processor.h"
 #include "async_run.h"
 
+static const struct kvm_vm_detach no_flags;
 static u64 count;
 
 static void guest_code(void)
@@ -119,7 +120,7 @@ static void *do_swap(void *arg)
 	char c;
 
 	if (s->handover) {
-		vm_ioctl(s->vm, KVM_VM_DETACH, NULL);
+		vm_ioctl(s->vm, KVM_VM_DETACH, &no_flags);
 	} else {
 		run_async(s->vcpu, KVM_RUN_ASYNC_STOP);
 		state = vcpu_save_state(s->vcpu);

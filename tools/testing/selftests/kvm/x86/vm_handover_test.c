@@ -8,6 +8,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +36,8 @@
 #define PRIV_GPA	0x10000000ull
 #define PRIV_SLOT	1
 #define PATTERN_SIZE	(4 * 4096)
+
+static const struct kvm_vm_detach no_flags;
 
 static u64 count;
 static u64 gate;
@@ -83,6 +88,7 @@ struct handover_info {
 		u32 pad;
 		u64 gpa;
 		u64 size;
+		u64 hva;
 	} slots[2];
 	u64 count_gpa;
 	u64 gate_gpa;
@@ -201,12 +207,12 @@ static void old_vmm(u32 type, int sock)
 	vm = create_vm(type, &vcpu);
 	start_and_tick(vm, vcpu);
 
-	TEST_ASSERT(!__vm_ioctl(vm, KVM_VM_DETACH, NULL), "KVM_VM_DETACH: errno %d", errno);
+	TEST_ASSERT(!__vm_ioctl(vm, KVM_VM_DETACH, &no_flags), "KVM_VM_DETACH: errno %d", errno);
 
 	/* The VMM that detached cannot use the VM any more. */
 	TEST_ASSERT(__vcpu_ioctl(vcpu, KVM_GET_REGS, &regs) == -1 && errno == EIO,
 		    "KVM_GET_REGS after detach: errno %d", errno);
-	TEST_ASSERT(__vm_ioctl(vm, KVM_VM_DETACH, NULL) == -1 && errno == EIO,
+	TEST_ASSERT(__vm_ioctl(vm, KVM_VM_DETACH, &no_flags) == -1 && errno == EIO,
 		    "KVM_VM_DETACH twice: errno %d", errno);
 	assert_counting(addr_gva2hva(vm, (gva_t)&count), "after detach");
 
@@ -218,6 +224,7 @@ static void old_vmm(u32 type, int sock)
 		info.slots[i].slot = r->region.slot;
 		info.slots[i].gpa = r->region.guest_phys_addr;
 		info.slots[i].size = r->region.memory_size;
+		info.slots[i].hva = r->region.userspace_addr;
 		TEST_ASSERT_EQ(r->offset, 0);
 	}
 	info.nr_slots = i;
@@ -267,12 +274,51 @@ static bool nx_recovery_in_this_process(void)
 	return found;
 }
 
+/*
+ * What a new address must agree with the old one modulo: the largest huge
+ * page size (2 MiB, 1 GiB) modulo which the old one agrees with the slot's
+ * guest physical address, or a page where it agrees modulo none.
+ */
+static u64 hva_align(u64 gpa, u64 hva)
+{
+	if (!((gpa ^ hva) & ((1ull << 30) - 1)))
+		return 1ull << 30;
+	if (!((gpa ^ hva) & ((1ull << 21) - 1)))
+		return 1ull << 21;
+	return getpagesize();
+}
+
+/*
+ * Map @size bytes of @fd at an address that agrees with @old modulo @align,
+ * plus @shift, in address space reserved around it (returned in @res, of
+ * size *res_size).
+ */
+static void *map_placed(int fd, u64 size, u64 old, u64 align, u64 shift,
+			void **res, u64 *res_size)
+{
+	u64 base;
+	void *p;
+
+	*res_size = size + 3 * align;
+	*res = mmap(NULL, *res_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		    -1, 0);
+	TEST_ASSERT(*res != MAP_FAILED, "reserve address space");
+	base = align_up((u64)*res, align) + (old & (align - 1)) + shift;
+	if (base == old)
+		base += align;
+	p = mmap((void *)base, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+	TEST_ASSERT(p == (void *)base, "mmap at 0x%lx", base);
+	return p;
+}
+
 /* The new VMM, exec'd: attach from a new mm and serve the guest. */
 static int new_vmm(int sock)
 {
 	struct kvm_vm_attach_slot aslots[2] = {};
 	struct kvm_vm_attach attach = {};
 	struct handover_info info;
+	void *res;
+	u64 res_size;
 	struct kvm_run_async ra;
 	int fds[NR_FDS], kvm_fd, i;
 	u64 *countp;
@@ -292,11 +338,14 @@ static int new_vmm(int sock)
 		   MAP_SHARED, fds[FD_VCPU], 0);
 	TEST_ASSERT(run != MAP_FAILED, "mmap kvm_run");
 
-	/* The same memory, at new addresses in this mm. */
+	/*
+	 * The same memory, at new addresses in this mm that keep the huge
+	 * page alignment of the old ones.
+	 */
 	for (i = 0; i < info.nr_slots; i++) {
-		maps[i] = mmap(NULL, info.slots[i].size, PROT_READ | PROT_WRITE, MAP_SHARED,
-			       fds[FD_MEM0 + i], 0);
-		TEST_ASSERT(maps[i] != MAP_FAILED, "mmap guest memory");
+		maps[i] = map_placed(fds[FD_MEM0 + i], info.slots[i].size, info.slots[i].hva,
+				     hva_align(info.slots[i].gpa, info.slots[i].hva), 0,
+				     &res, &res_size);
 		aslots[i].slot = info.slots[i].slot;
 		aslots[i].userspace_addr = (u64)maps[i];
 	}
@@ -401,6 +450,7 @@ static void assert_errno(int r, int e, const char *what)
 
 static void test_errors(void)
 {
+	struct kvm_vm_detach detach = {};
 	struct kvm_vm_attach_slot s[2] = {};
 	struct userspace_mem_region *r0;
 	struct kvm_vm_attach a = {};
@@ -420,7 +470,13 @@ static void test_errors(void)
 
 	assert_errno(attach_one(vm, 0, r0->region.userspace_addr, 0), EBUSY,
 		     "attach without detach");
-	TEST_ASSERT(!__vm_ioctl(vm, KVM_VM_DETACH, NULL), "detach: errno %d", errno);
+	detach.flags = 1;
+	assert_errno(__vm_ioctl(vm, KVM_VM_DETACH, &detach), EINVAL, "detach flags");
+	detach.flags = 0;
+	detach.reserved[6] = 1;
+	assert_errno(__vm_ioctl(vm, KVM_VM_DETACH, &detach), EINVAL, "detach reserved");
+	assert_errno(ioctl(vm->fd, KVM_VM_DETACH, (void *)8), EFAULT, "detach bad pointer");
+	TEST_ASSERT(!__vm_ioctl(vm, KVM_VM_DETACH, &no_flags), "detach: errno %d", errno);
 
 	assert_errno(attach_one(vm, 0, r0->region.userspace_addr, 1), EINVAL, "flags");
 	a.nr_slots = 1;
@@ -460,6 +516,9 @@ static void test_errors(void)
 	munmap(other, size);
 	close(fd);
 	assert_errno(attach_one(vm, 0, (u64)other, 0), EFAULT, "unmapped memory");
+	/* A range that wraps, and one outside the user address space. */
+	assert_errno(attach_one(vm, 0, -4096ull, 0), EINVAL, "range that wraps");
+	assert_errno(attach_one(vm, 0, 1ull << 63, 0), EINVAL, "kernel address");
 
 	/* Another user may not attach, even holding the files. */
 	child = fork();
@@ -495,7 +554,7 @@ static void test_errors(void)
 	TEST_ASSERT(waitpid(child, &status, 0) == child && WIFSIGNALED(status),
 		    "the attaching child failed: status 0x%x", status);
 	assert_errno(__vcpu_ioctl(vcpu, KVM_GET_REGS, &regs), EIO, "old mm after the handover");
-	assert_errno(__vm_ioctl(vm, KVM_VM_DETACH, NULL), EIO, "old mm detach after the handover");
+	assert_errno(__vm_ioctl(vm, KVM_VM_DETACH, &no_flags), EIO, "old mm detach after the handover");
 
 	/* Its VMM was killed; the guest runs on in the dead VMM's memory. */
 	assert_counting(addr_gva2hva(vm, (gva_t)&count), "after the VMM was killed");
@@ -509,7 +568,7 @@ static void test_errors(void)
 	if (!child) {
 		vm = create_vm(KVM_X86_DEFAULT_VM, &vcpu);
 		start_and_tick(vm, vcpu);
-		if (__vm_ioctl(vm, KVM_VM_DETACH, NULL))
+		if (__vm_ioctl(vm, KVM_VM_DETACH, &no_flags))
 			_exit(1);
 		kill(getpid(), SIGKILL);
 		_exit(2);
@@ -525,7 +584,7 @@ static void test_errors(void)
 	vm = create_vm(KVM_X86_DEFAULT_VM, &vcpu);
 	start_and_tick(vm, vcpu);
 	r0 = memslot2region(vm, 0);
-	TEST_ASSERT(!__vm_ioctl(vm, KVM_VM_DETACH, NULL), "detach: errno %d", errno);
+	TEST_ASSERT(!__vm_ioctl(vm, KVM_VM_DETACH, &no_flags), "detach: errno %d", errno);
 	WRITE_ONCE(*(u64 *)addr_gva2hva(vm, (gva_t)&gate), 1);
 	TEST_ASSERT(readable(vcpu->fd, 20000), "the exit did not park the vCPU");
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, detached_exits), 1);
@@ -540,6 +599,398 @@ static void test_errors(void)
 	wait_no_vcpu_task("close after re-attaching");
 }
 
+/* Set shmem's THP mode; returns whether THP is there at all. */
+static bool shmem_thp(const char *mode, char *old, size_t len)
+{
+	const char *path = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
+	char buf[128], *a, *b;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof(buf), f)) {
+		fclose(f);
+		return false;
+	}
+	fclose(f);
+	if (old) {
+		a = strchr(buf, '[');
+		b = a ? strchr(a, ']') : NULL;
+		if (!a || !b)
+			return false;
+		*b = 0;
+		snprintf(old, len, "%s", a + 1);
+	}
+	f = fopen(path, "w");
+	if (!f)
+		return false;
+	fputs(mode, f);
+	return !fclose(f);
+}
+
+/*
+ * The same memory at another address: refused where the address would not
+ * keep the huge page alignment KVM recorded for the slot, taken where it
+ * does, and KVM then maps a huge page through the new address.
+ */
+static void test_remap(void)
+{
+	struct userspace_mem_region *r0;
+	u64 size, old, gpa, align, res_size, count_off;
+	struct kvm_vcpu *vcpu;
+	char old_thp[32];
+	struct kvm_vm *vm;
+	void *p, *res;
+	bool thp;
+
+	thp = shmem_thp("always", old_thp, sizeof(old_thp));
+	vm = create_vm(KVM_X86_DEFAULT_VM, &vcpu);
+	start_and_tick(vm, vcpu);
+	r0 = memslot2region(vm, 0);
+	size = r0->region.memory_size;
+	old = r0->region.userspace_addr;
+	gpa = r0->region.guest_phys_addr;
+	align = hva_align(gpa, old);
+	count_off = addr_gva2gpa(vm, (gva_t)&count) - gpa;
+	TEST_ASSERT(!__vm_ioctl(vm, KVM_VM_DETACH, &no_flags), "detach: errno %d", errno);
+
+	/* The old address allowed 2 MiB pages (THP places the mapping so). */
+	TEST_ASSERT(align >= 2 * 1024 * 1024,
+		    "memslot 0 at 0x%lx (gpa 0x%lx) allows no 2 MiB page", old, gpa);
+	p = map_placed(r0->fd, size, old, align, 4096, &res, &res_size);
+	assert_errno(attach_one(vm, 0, (u64)p, 0), EINVAL, "address off by a page");
+	munmap(res, res_size);
+	p = map_placed(r0->fd, size, old, align, align / 2, &res, &res_size);
+	assert_errno(attach_one(vm, 0, (u64)p, 0), EINVAL, "address off by half the alignment");
+	munmap(res, res_size);
+
+	p = map_placed(r0->fd, size, old, align, 0, &res, &res_size);
+	TEST_ASSERT(!madvise(p, size, MADV_HUGEPAGE) || !thp, "madvise: errno %d", errno);
+	TEST_ASSERT(!attach_one(vm, 0, (u64)p, 0), "attach at a congruent address: errno %d",
+		    errno);
+	assert_counting((u64 *)((u8 *)p + count_off), "after the move");
+	if (thp)
+		TEST_ASSERT(vm_get_stat(vm, pages_2m) > 0,
+			    "no 2 MiB page mapped through the new address");
+	kvm_vm_free(vm);
+	munmap(res, res_size);
+	wait_no_vcpu_task("close after the move");
+	if (thp)
+		shmem_thp(old_thp, NULL, 0);
+}
+
+static void on_signal(int sig)
+{
+}
+
+static bool stop_signals;
+
+static void *signaller(void *arg)
+{
+	pthread_t target = *(pthread_t *)arg;
+
+	while (!READ_ONCE(stop_signals)) {
+		pthread_kill(target, SIGUSR1);
+		sched_yield();
+	}
+	return NULL;
+}
+
+/*
+ * Attach while signals arrive: a signal that is not fatal never makes an
+ * attach fail (it used to leave the MMU notifier registered on no mm).
+ */
+static void test_attach_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal }, old_sa;
+	struct userspace_mem_region *r0;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	pthread_t me, t;
+	int i;
+
+	vm = create_vm(KVM_X86_DEFAULT_VM, &vcpu);
+	start_and_tick(vm, vcpu);
+	r0 = memslot2region(vm, 0);
+
+	/* No SA_RESTART: a signal would show as EINTR. */
+	TEST_ASSERT(!sigaction(SIGUSR1, &sa, &old_sa), "sigaction");
+	me = pthread_self();
+	WRITE_ONCE(stop_signals, false);
+	TEST_ASSERT(!pthread_create(&t, NULL, signaller, &me), "pthread_create");
+	for (i = 0; i < 200; i++) {
+		TEST_ASSERT(!__vm_ioctl(vm, KVM_VM_DETACH, &no_flags), "detach %d: errno %d",
+			    i, errno);
+		TEST_ASSERT(!attach_one(vm, 0, r0->region.userspace_addr, 0),
+			    "attach %d with signals arriving: errno %d", i, errno);
+	}
+	WRITE_ONCE(stop_signals, true);
+	pthread_join(t, NULL);
+	sigaction(SIGUSR1, &old_sa, NULL);
+
+	assert_counting(addr_gva2hva(vm, (gva_t)&count), "after 200 attaches under signals");
+	kvm_vm_free(vm);
+	wait_no_vcpu_task("close after attaches under signals");
+}
+
+static int detach_to(struct kvm_vm *vm, int pidfd)
+{
+	struct kvm_vm_detach d = { .flags = KVM_VM_DETACH_SUCCESSOR, .successor_pidfd = pidfd };
+
+	return __vm_ioctl(vm, KVM_VM_DETACH, &d);
+}
+
+/* Attach in a child and return its errno, 0 on success. */
+static int attach_in_child(struct kvm_vm *vm, u64 addr, uid_t uid)
+{
+	int status;
+	pid_t child = fork();
+
+	TEST_ASSERT(child >= 0, "fork");
+	if (!child) {
+		if (uid && (seteuid(0) || setresgid(uid, uid, uid) || setresuid(uid, uid, uid)))
+			_exit(255);
+		_exit(attach_one(vm, 0, addr, 0) ? errno : 0);
+	}
+	TEST_ASSERT(waitpid(child, &status, 0) == child && WIFEXITED(status),
+		    "attaching child: status 0x%x", status);
+	return WEXITSTATUS(status);
+}
+
+/*
+ * The VMM that detaches decides who may attach: the process it names with a
+ * pidfd, and nobody else; or, naming none, its own euid at detach.
+ */
+static void test_permissions(void)
+{
+	struct kvm_vm_detach d = {};
+	struct userspace_mem_region *r0;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	int pidfd, status, p[2];
+	pid_t succ, child;
+	u64 addr;
+	char c;
+
+	vm = create_vm(KVM_X86_DEFAULT_VM, &vcpu);
+	start_and_tick(vm, vcpu);
+	r0 = memslot2region(vm, 0);
+	addr = r0->region.userspace_addr;
+
+	TEST_ASSERT(!pipe(p), "pipe");
+	succ = fork();
+	TEST_ASSERT(succ >= 0, "fork");
+	if (!succ) {
+		if (read(p[0], &c, 1) != 1)
+			_exit(254);
+		_exit(attach_one(vm, 0, addr, 0) ? errno : 0);
+	}
+	pidfd = syscall(SYS_pidfd_open, succ, 0);
+	TEST_ASSERT(pidfd >= 0, "pidfd_open: errno %d", errno);
+
+	assert_errno(detach_to(vm, -1), EBADF, "successor -1");
+	assert_errno(detach_to(vm, vm->fd), EBADF, "successor not a pidfd");
+	d.successor_pidfd = pidfd;
+	assert_errno(__vm_ioctl(vm, KVM_VM_DETACH, &d), EINVAL, "pidfd without the flag");
+	TEST_ASSERT(!detach_to(vm, pidfd), "detach to a successor: errno %d", errno);
+
+	/* Root, and a process of the same user, are not the successor. */
+	assert_errno(attach_one(vm, 0, addr, 0), EPERM, "attach by the detaching VMM");
+	TEST_ASSERT_EQ(attach_in_child(vm, addr, 0), EPERM);
+	TEST_ASSERT(write(p[1], "x", 1) == 1, "write");
+	TEST_ASSERT(waitpid(succ, &status, 0) == succ && WIFEXITED(status),
+		    "successor: status 0x%x", status);
+	TEST_ASSERT(!WEXITSTATUS(status), "the named successor could not attach: errno %d",
+		    WEXITSTATUS(status));
+	close(pidfd);
+	close(p[0]);
+	close(p[1]);
+	kvm_vm_free(vm);
+	wait_no_vcpu_task("after the named successor exited");
+
+	/*
+	 * A VMM that created its VM as root and dropped privileges hands it to
+	 * its new user, and not to another.
+	 */
+	child = fork();
+	TEST_ASSERT(child >= 0, "fork");
+	if (!child) {
+		vm = create_vm(KVM_X86_DEFAULT_VM, &vcpu);
+		start_and_tick(vm, vcpu);
+		addr = memslot2region(vm, 0)->region.userspace_addr;
+		if (setegid(65534) || seteuid(65534))
+			_exit(1);
+		if (__vm_ioctl(vm, KVM_VM_DETACH, &no_flags))
+			_exit(2);
+		if (attach_in_child(vm, addr, 65533) != EPERM)
+			_exit(3);
+		if (attach_in_child(vm, addr, 65534))
+			_exit(4);
+		_exit(0);
+	}
+	TEST_ASSERT(waitpid(child, &status, 0) == child && WIFEXITED(status),
+		    "privilege-dropping VMM: status 0x%x", status);
+	TEST_ASSERT(!WEXITSTATUS(status), "privilege-dropping VMM failed step %d",
+		    WEXITSTATUS(status));
+	wait_no_vcpu_task("after the privilege-dropping VMM");
+}
+
+#define MAX_DETACHED	"/proc/sys/user/max_kvm_detached_vms"
+
+static void write_sysctl(const char *path, const char *v)
+{
+	FILE *f = fopen(path, "w");
+
+	TEST_ASSERT(f, "open %s: errno %d", path, errno);
+	TEST_ASSERT(fputs(v, f) >= 0 && !fclose(f), "write %s", path);
+}
+
+/*
+ * Detached VMs count per user against user.max_kvm_detached_vms, and the
+ * count goes with an attach or the VM's last file: a detach-and-exit loop
+ * leaves nothing behind.
+ */
+static void test_detached_limit(void)
+{
+	struct kvm_vcpu *vcpu[3];
+	struct kvm_vm *vm[3];
+	char old[32] = "";
+	int i, status;
+	pid_t child;
+	FILE *f;
+
+	f = fopen(MAX_DETACHED, "r");
+	TEST_ASSERT(f, "open %s: errno %d", MAX_DETACHED, errno);
+	TEST_ASSERT(fgets(old, sizeof(old), f), "read %s", MAX_DETACHED);
+	fclose(f);
+	write_sysctl(MAX_DETACHED, "2");
+
+	for (i = 0; i < 3; i++)
+		vm[i] = create_vm(KVM_X86_DEFAULT_VM, &vcpu[i]);
+	TEST_ASSERT(!__vm_ioctl(vm[0], KVM_VM_DETACH, &no_flags), "detach 1: errno %d", errno);
+	TEST_ASSERT(!__vm_ioctl(vm[1], KVM_VM_DETACH, &no_flags), "detach 2: errno %d", errno);
+	assert_errno(__vm_ioctl(vm[2], KVM_VM_DETACH, &no_flags), ENOSPC, "third detach");
+	TEST_ASSERT(!attach_one(vm[0], 0, memslot2region(vm[0], 0)->region.userspace_addr, 0),
+		    "attach: errno %d", errno);
+	TEST_ASSERT(!__vm_ioctl(vm[2], KVM_VM_DETACH, &no_flags), "detach after an attach: errno %d",
+		    errno);
+	for (i = 0; i < 3; i++)
+		kvm_vm_free(vm[i]);
+
+	for (i = 0; i < 8; i++) {
+		child = fork();
+		TEST_ASSERT(child >= 0, "fork");
+		if (!child) {
+			vm[0] = create_vm(KVM_X86_DEFAULT_VM, &vcpu[0]);
+			start_and_tick(vm[0], vcpu[0]);
+			_exit(__vm_ioctl(vm[0], KVM_VM_DETACH, &no_flags) ? errno : 0);
+		}
+		TEST_ASSERT(waitpid(child, &status, 0) == child && WIFEXITED(status),
+			    "detach-and-exit %d: status 0x%x", i, status);
+		TEST_ASSERT(!WEXITSTATUS(status), "detach-and-exit %d: errno %d", i,
+			    WEXITSTATUS(status));
+	}
+	wait_no_vcpu_task("detach-and-exit loop");
+	write_sysctl(MAX_DETACHED, old);
+}
+
+#define LOOP_SLOT	2
+#define LOOP_GPA	0x20000000ull
+
+struct ioctl_loop {
+	struct kvm_vm *vm;
+	u64 hva;
+	bool detached;		/* set by the main thread once detach returned */
+	bool stop;
+	bool exists;		/* the loop's memslot, as far as the loop knows */
+	int late;		/* ioctls that started after detach and worked */
+	int refused;
+};
+
+/* A VMM thread that keeps adding and removing a memslot. */
+static void *vm_ioctl_loop(void *arg)
+{
+	struct ioctl_loop *l = arg;
+	struct kvm_userspace_memory_region2 region = {
+		.slot = LOOP_SLOT,
+		.guest_phys_addr = LOOP_GPA,
+		.userspace_addr = l->hva,
+	};
+	bool detached;
+	int r;
+
+	while (!READ_ONCE(l->stop)) {
+		detached = READ_ONCE(l->detached);
+		region.memory_size = l->exists ? 0 : 4096;
+		r = __vm_ioctl(l->vm, KVM_SET_USER_MEMORY_REGION2, &region);
+		if (!r) {
+			l->exists = !l->exists;
+			if (detached)
+				WRITE_ONCE(l->late, l->late + 1);
+		} else {
+			TEST_ASSERT(errno == EIO, "memslot loop: errno %d", errno);
+			WRITE_ONCE(l->refused, l->refused + 1);
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Detach while another VMM thread is in VM ioctls: none that starts after
+ * detach returned may work, and what those in flight did is done by then, so
+ * the memslots the loop knows of are exactly the VM's and attach takes them.
+ */
+static void test_detach_in_flight(void)
+{
+	struct kvm_vm_attach_slot s[2] = {};
+	struct kvm_vm_attach a = { .slots = (u64)s };
+	struct userspace_mem_region *r0;
+	struct ioctl_loop l = {};
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	pthread_t t;
+	int i, fd, refused;
+
+	vm = create_vm(KVM_X86_DEFAULT_VM, &vcpu);
+	start_and_tick(vm, vcpu);
+	r0 = memslot2region(vm, 0);
+	fd = kvm_memfd_alloc(4096, false);
+	l.vm = vm;
+	l.hva = (u64)mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	TEST_ASSERT(l.hva != (u64)MAP_FAILED, "mmap");
+
+	for (i = 0; i < 50; i++) {
+		WRITE_ONCE(l.stop, false);
+		WRITE_ONCE(l.detached, false);
+		TEST_ASSERT(!pthread_create(&t, NULL, vm_ioctl_loop, &l), "pthread_create");
+		usleep(1000 + (i % 7) * 700);
+		TEST_ASSERT(!__vm_ioctl(vm, KVM_VM_DETACH, &no_flags), "detach %d: errno %d",
+			    i, errno);
+		WRITE_ONCE(l.detached, true);
+		/* Let the loop see the detached VM a few times. */
+		refused = READ_ONCE(l.refused);
+		while (READ_ONCE(l.refused) < refused + 3)
+			sched_yield();
+		WRITE_ONCE(l.stop, true);
+		pthread_join(t, NULL);
+		TEST_ASSERT(!l.late, "%d VM ioctls worked after detach returned", l.late);
+
+		s[0].slot = 0;
+		s[0].userspace_addr = r0->region.userspace_addr;
+		s[1].slot = LOOP_SLOT;
+		s[1].userspace_addr = l.hva;
+		a.nr_slots = l.exists ? 2 : 1;
+		TEST_ASSERT(!ioctl(vm->fd, KVM_VM_ATTACH, &a),
+			    "attach %d with the loop's memslot %s: errno %d", i,
+			    l.exists ? "present" : "absent", errno);
+	}
+	assert_counting(addr_gva2hva(vm, (gva_t)&count), "after detaching under VM ioctls");
+	kvm_vm_free(vm);
+	munmap((void *)l.hva, 4096);
+	close(fd);
+	wait_no_vcpu_task("close after detaching under VM ioctls");
+}
+
 int main(int argc, char *argv[])
 {
 	if (argc == 3 && !strcmp(argv[1], "--new-vmm"))
@@ -549,10 +1000,20 @@ int main(int argc, char *argv[])
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_VCPU_ASYNC_RUN));
 
 	ksft_print_header();
-	ksft_set_plan(3);
+	ksft_set_plan(8);
 
 	test_errors();
 	ksft_test_result_pass("errors, old mm, other user, SIGKILL, exit counted while detached\n");
+	test_remap();
+	ksft_test_result_pass("re-mapping: misaligned refused, congruent taken, huge pages\n");
+	test_attach_signals();
+	ksft_test_result_pass("attach while signals arrive\n");
+	test_detach_in_flight();
+	ksft_test_result_pass("detach waits for VM ioctls in flight\n");
+	test_permissions();
+	ksft_test_result_pass("permissions: named successor, euid at detach\n");
+	test_detached_limit();
+	ksft_test_result_pass("detached VMs: per-user limit, detach-and-exit leaks nothing\n");
 	test_handover(KVM_X86_DEFAULT_VM);
 	ksft_test_result_pass("handover to an exec'd VMM\n");
 	if (kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM)) {

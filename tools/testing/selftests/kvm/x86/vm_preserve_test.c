@@ -668,14 +668,16 @@ static bool kexec_loaded(void)
  */
 static void test_freeze_running(int luo_fd)
 {
+	struct kvm_vcpu *vcpu, *vcpus[2];
+	struct kvm_clock_data clock;
 	struct kvm_run_async ra;
-	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	int s;
 
 	if (!kexec_loaded()) {
 		ksft_print_msg("%s is not 1: no kexec image to freeze for\n", KEXEC_LOADED);
 		ksft_test_result_skip("kexec with a running preserved vCPU\n");
+		ksft_test_result_skip("kexec with a running vCPU not preserved\n");
 		return;
 	}
 
@@ -702,6 +704,32 @@ static void test_freeze_running(int luo_fd)
 	close(s);
 	kvm_vm_free(vm);
 	ksft_test_result_pass("kexec with a running preserved vCPU fails with EBUSY\n");
+
+	/*
+	 * The VM's freeze holds every vCPU of the VM, preserved or not, before
+	 * it saves the VM's interrupt controllers: a running vCPU that is not
+	 * in the session holds the kexec up as well.
+	 */
+	vm = create_preservable_vm(VM_SHAPE_DEFAULT, 2, vcpus, guest_spin_code);
+	s = create_session(luo_fd, SESSION_ERRORS);
+	preserve_fd(s, vm->fd, TOKEN_VM);
+	preserve_fd(s, vcpus[0]->fd, TOKEN_VCPU);
+	start_vcpu(vcpus[1]->fd);
+	usleep(10000);
+
+	sync();
+	assert_errno(reboot(LINUX_REBOOT_CMD_KEXEC), EBUSY,
+		     "kexec with a running vCPU that is not preserved");
+	TEST_ASSERT(!run_async(vcpus[1]->fd, KVM_RUN_ASYNC_QUERY, &ra), "QUERY: errno %d",
+		    errno);
+	TEST_ASSERT_EQ(ra.state, KVM_RUN_ASYNC_STATE_RUNNING);
+	/* The failed freeze thawed the VM: its ioctls work again. */
+	TEST_ASSERT(!__vm_ioctl(vm, KVM_GET_CLOCK, &clock), "KVM_GET_CLOCK: errno %d", errno);
+
+	stop_vcpu(vcpus[1]->fd);
+	close(s);
+	kvm_vm_free(vm);
+	ksft_test_result_pass("kexec with a running vCPU not preserved fails with EBUSY\n");
 }
 
 static void run_error_tests(int luo_fd)
@@ -905,7 +933,7 @@ static void stage1(void)
 	int luo_fd = luo_open();
 
 	ksft_print_header();
-	ksft_set_plan(NR_ERROR_TESTS + 3);
+	ksft_set_plan(NR_ERROR_TESTS + 4);
 
 	run_error_tests(luo_fd);
 	ksft_test_result_pass("%d-vCPU VM with a PIT run, stopped, recorded and preserved\n",
@@ -940,6 +968,21 @@ static void assert_fault_used(void)
 	if (read(fd, buf, sizeof(buf) - 1) > 0)
 		TEST_ASSERT(atoi(buf) == 0, "%s is %s after its use", LUO_FAULT, buf);
 	close(fd);
+}
+
+/*
+ * A vCPU that was created in its VM and then refused leaves the VM dead:
+ * the VM retrieves, but its ioctls fail with EIO.
+ */
+static void assert_vm_dead(int s, u64 vm_token)
+{
+	struct kvm_clock_data clock;
+	int vm_fd = luo_session_retrieve_fd(s, vm_token);
+
+	TEST_ASSERT(vm_fd >= 0, "retrieve of the VM of a refused vCPU: errno %d", errno);
+	assert_errno(ioctl(vm_fd, KVM_GET_CLOCK, &clock), EIO,
+		     "VM ioctl on the VM of a refused vCPU");
+	close(vm_fd);
 }
 
 /* Fault 6: nested state of a format this KVM does not know. */
@@ -995,7 +1038,8 @@ static void test_retrieve_faults(int luo_fd)
 		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_CPU_VCPU), EOPNOTSUPP,
 				 "retrieve of a vCPU with features this KVM lacks");
 		assert_fault_used();
-		ksft_test_result_pass("CPUID features this KVM cannot give: EOPNOTSUPP\n");
+		assert_vm_dead(s, TOKEN_FAULT_CPU_VM);
+		ksft_test_result_pass("CPUID features this KVM cannot give: EOPNOTSUPP, VM dead\n");
 
 		/* Fault 4: a paravirtual feature, i.e. hypercalls, is lost. */
 		set_luo_fault("4");
