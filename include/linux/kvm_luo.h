@@ -11,6 +11,7 @@
 #include <linux/types.h>
 
 struct file;
+struct module;
 struct kvm;
 struct kvm_vcpu;
 
@@ -103,7 +104,7 @@ int kvm_vcpu_luo_lock(struct kvm_vcpu *vcpu);
 void kvm_vcpu_luo_unlock(struct kvm_vcpu *vcpu);
 int kvm_vm_luo_freeze(struct kvm *kvm);
 void kvm_vm_luo_thaw(struct kvm *kvm);
-bool kvm_vcpu_luo_frozen(struct kvm_vcpu *vcpu);
+int kvm_vcpu_luo_lock_frozen(struct kvm_vcpu *vcpu);
 void kvm_vm_luo_kill(struct kvm *kvm);
 int kvm_luo_take_fault(void);
 
@@ -118,10 +119,10 @@ int kvm_arch_vcpu_luo_restore(struct kvm_vcpu *vcpu, u32 section,
 			      const void *buf, u32 size);
 
 /* Implemented in Rust, virt/kvm/luo/. */
-int kvm_luo_init(void);
+int kvm_luo_init(struct module *module);
 void kvm_luo_exit(void);
 #else
-static inline int kvm_luo_init(void)
+static inline int kvm_luo_init(struct module *module)
 {
 	return 0;
 }

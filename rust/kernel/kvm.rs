@@ -126,8 +126,9 @@ impl Kvm {
         to_size(unsafe { bindings::kvm_arch_vm_luo_save(self.0.get(), section, ptr, len) })
     }
 
-    /// Freezes the VM for a live update: holds every vCPU and refuses VM
-    /// and device ioctls until the kexec or [`Kvm::thaw`].
+    /// Freezes the VM for a live update: its VM, device and vCPU ioctls
+    /// fail with `EBUSY` and no vCPU runs, until the kexec or
+    /// [`Kvm::thaw`].
     ///
     /// Fails with `EBUSY` if a vCPU is running, in `KVM_RUN` or in a
     /// `KVM_RUN_ASYNC` task that is not stopped.
@@ -137,14 +138,8 @@ impl Kvm {
     }
 
     /// Undoes [`Kvm::freeze`].
-    ///
-    /// # Safety
-    ///
-    /// The calling task must have frozen this VM with [`Kvm::freeze`] and
-    /// not thawed it since.
-    pub unsafe fn thaw(&self) {
-        // SAFETY: By the safety requirements, this task froze the VM and
-        // holds its locks.
+    pub fn thaw(&self) {
+        // SAFETY: By the type invariant, the VM is live.
         unsafe { bindings::kvm_vm_luo_thaw(self.0.get()) };
     }
 
@@ -234,46 +229,32 @@ impl KvmVcpu {
         // SAFETY: By the type invariant, the vCPU is live.
         to_result(unsafe { bindings::kvm_vcpu_luo_lock(self.0.get()) })?;
         // INVARIANT: `kvm_vcpu_luo_lock()` succeeded.
-        Ok(VcpuGuard {
-            vcpu: self,
-            owned: true,
-        })
+        Ok(VcpuGuard { vcpu: self })
     }
 
-    /// The vCPU as its VM's [`Kvm::freeze`] holds it, for its state to be
-    /// saved.  The VM's thaw releases it, not the guard.
+    /// Holds the vCPU of a VM frozen by [`Kvm::freeze`] for its state to be
+    /// saved, waiting for a vCPU ioctl that is about to fail.
     ///
-    /// Fails with `EBUSY` if the VM is not frozen.
-    ///
-    /// # Safety
-    ///
-    /// The calling task must be the one that froze the VM, and the guard
-    /// must not outlive the freeze.
-    pub unsafe fn held_by_frozen_vm(&self) -> Result<VcpuGuard<'_>> {
+    /// Fails with `EBUSY` if the VM is not frozen, `EINTR` on a fatal
+    /// signal.
+    pub fn lock_frozen(&self) -> Result<VcpuGuard<'_>> {
         // SAFETY: By the type invariant, the vCPU is live.
-        if !unsafe { bindings::kvm_vcpu_luo_frozen(self.0.get()) } {
-            return Err(EBUSY);
-        }
-        // INVARIANT: The VM is frozen, by the safety requirements by this
-        // task, so the VM's freeze holds the vCPU for as long as the guard
-        // lives.
-        Ok(VcpuGuard {
-            vcpu: self,
-            owned: false,
-        })
+        to_result(unsafe { bindings::kvm_vcpu_luo_lock_frozen(self.0.get()) })?;
+        // INVARIANT: `kvm_vcpu_luo_lock_frozen()` succeeded, which takes the
+        // same lock as `kvm_vcpu_luo_lock()`.
+        Ok(VcpuGuard { vcpu: self })
     }
 }
 
-/// A vCPU held still by [`KvmVcpu::lock`], released when dropped, or by its
-/// VM's freeze ([`KvmVcpu::held_by_frozen_vm`]).
+/// A vCPU held still by [`KvmVcpu::lock`] or [`KvmVcpu::lock_frozen`];
+/// released when dropped.
 ///
 /// # Invariants
 ///
-/// `vcpu` is locked with `kvm_vcpu_luo_lock()` if `owned`, else held by its
-/// VM's `kvm_vm_luo_freeze()` for as long as the guard lives.
+/// `vcpu` is locked with `kvm_vcpu_luo_lock()` or
+/// `kvm_vcpu_luo_lock_frozen()`.
 pub struct VcpuGuard<'a> {
     vcpu: &'a KvmVcpu,
-    owned: bool,
 }
 
 impl VcpuGuard<'_> {
@@ -309,11 +290,8 @@ impl VcpuGuard<'_> {
 
 impl Drop for VcpuGuard<'_> {
     fn drop(&mut self) {
-        if self.owned {
-            // SAFETY: By the type invariant, the vCPU is locked by this
-            // guard.
-            unsafe { bindings::kvm_vcpu_luo_unlock(self.vcpu.0.get()) };
-        }
+        // SAFETY: By the type invariant, the vCPU is locked.
+        unsafe { bindings::kvm_vcpu_luo_unlock(self.vcpu.0.get()) };
     }
 }
 

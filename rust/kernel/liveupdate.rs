@@ -252,7 +252,7 @@ impl<T: FileHandler> Adapter<T> {
         T::finish(&mut unsafe { Self::args(args) })
     }
 
-    fn ops() -> bindings::liveupdate_file_ops {
+    fn ops(owner: *mut bindings::module) -> bindings::liveupdate_file_ops {
         bindings::liveupdate_file_ops {
             can_preserve: Some(Self::can_preserve),
             preserve: Some(Self::preserve),
@@ -275,7 +275,7 @@ impl<T: FileHandler> Adapter<T> {
             },
             finish: Some(Self::finish),
             get_id: None,
-            owner: crate::module::this_module::<T::OwnerModule>().as_ptr(),
+            owner,
         }
     }
 }
@@ -307,8 +307,25 @@ impl<T: FileHandler> Registration<T> {
     /// Fails with `EOPNOTSUPP` if live update is disabled, and with `EEXIST`
     /// if a handler with the same compatible string is registered.
     pub fn register() -> impl PinInit<Self, Error> {
+        // SAFETY: The module that defines `T` is loaded for as long as
+        // anything it registers lives.
+        unsafe { Self::register_for(crate::module::this_module::<T::OwnerModule>()) }
+    }
+
+    /// Registers the file handler `T` with the LUO core on behalf of
+    /// `owner`, which the LUO core pins while it holds a file of `T`: from
+    /// preserve to unpreserve or finish, and from the file's deserialization
+    /// in the next kernel to its finish.  For code linked into a module other
+    /// than the one that calls it, such as KVM's handlers, which live as long
+    /// as the vendor module that initialized KVM.
+    ///
+    /// # Safety
+    ///
+    /// `owner` must stay loaded for as long as the registration lives.
+    pub unsafe fn register_for(owner: &ThisModule) -> impl PinInit<Self, Error> {
+        let owner = owner.as_ptr();
         try_pin_init!(Self {
-            ops: Opaque::new(Adapter::<T>::ops()),
+            ops: Opaque::new(Adapter::<T>::ops(owner)),
             handler <- Opaque::try_ffi_init(move |slot: *mut bindings::liveupdate_file_handler| {
                 let compat = T::COMPATIBLE.to_bytes_with_nul();
                 if compat.len() > bindings::LIVEUPDATE_HNDL_COMPAT_LENGTH as usize {

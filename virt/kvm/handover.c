@@ -27,15 +27,14 @@
 
 int kvm_vm_ioctl_detach(struct kvm *kvm, void __user *argp)
 {
-	int nr = atomic_read(&kvm->online_vcpus);
 	struct pid *successor = NULL;
+	unsigned long *locked = NULL;
 	struct ucounts *ucounts;
 	unsigned int pidfd_flags;
 	struct kvm_vm_detach arg;
 	struct kvm_vcpu *vcpu;
-	unsigned long *locked;
 	unsigned long i;
-	int r = 0;
+	int nr, r;
 
 	if (copy_from_user(&arg, argp, sizeof(arg)))
 		return -EFAULT;
@@ -65,25 +64,28 @@ int kvm_vm_ioctl_detach(struct kvm *kvm, void __user *argp)
 		return -ENOSPC;
 	}
 
-	locked = bitmap_zalloc(nr, GFP_KERNEL_ACCOUNT);
-	if (!locked) {
-		dec_ucount(ucounts, UCOUNT_KVM_DETACHED_VMS);
-		put_pid(successor);
-		return -ENOMEM;
-	}
-
 	mutex_lock(&kvm->lock);
-	/* Another thread of the VMM detached first. */
-	if (kvm->detached)
-		r = -EIO;
+	/*
+	 * The caller was the VMM when the ioctl began; it may have waited
+	 * since, and another thread detached, or another VMM attached.
+	 */
+	r = -EIO;
+	if (kvm->detached || kvm->mm != current->mm)
+		goto out_unlock;
+
+	nr = atomic_read(&kvm->online_vcpus);
+	r = -ENOMEM;
+	locked = bitmap_zalloc(nr, GFP_KERNEL_ACCOUNT);
+	if (!locked)
+		goto out_unlock;
+
 	/*
 	 * A VMM thread in KVM_RUN would go on running the vCPU in this mm
 	 * after another VMM attached: refuse while one is in any vCPU ioctl.
 	 * A vCPU with its own task runs without the VMM.
 	 */
+	r = 0;
 	kvm_for_each_vcpu(i, vcpu, kvm) {
-		if (r)
-			break;
 		if (i >= nr)
 			break;
 		if (READ_ONCE(vcpu->async.task))
@@ -108,6 +110,7 @@ int kvm_vm_ioctl_detach(struct kvm *kvm, void __user *argp)
 	}
 	for_each_set_bit(i, locked, nr)
 		mutex_unlock(&kvm_get_vcpu(kvm, i)->mutex);
+out_unlock:
 	mutex_unlock(&kvm->lock);
 
 	/*
@@ -425,10 +428,13 @@ int kvm_vm_ioctl_attach(struct kvm *kvm, void __user *argp)
 	kvm->successor = NULL;
 	kvm_vm_detached_uncount(kvm);
 	kvm->detached_mm = NULL;
-	WRITE_ONCE(kvm->detached, false);
-	/* The vCPU tasks work for the new VMM now: charge its cgroups. */
+	/*
+	 * The vCPU tasks work for the new VMM now: charge its cgroups.  No
+	 * ioctl can stop a task meanwhile: the VM stays detached until the
+	 * end, and every vCPU is held.
+	 */
 	kvm_for_each_vcpu(i, vcpu, kvm) {
-		struct task_struct *task = READ_ONCE(vcpu->async.task);
+		struct task_struct *task = vcpu->async.task;
 
 		if (task && cgroup_attach_task_all(current, task))
 			pr_warn_ratelimited("kvm: vCPU %d's task stays in the cgroups of the last VMM\n",
@@ -442,6 +448,13 @@ out_unpause:
 	/* vCPU tasks move to the new mm when they resume. */
 	kvm_for_each_vcpu(i, vcpu, kvm)
 		kvm_vcpu_async_unpause(vcpu);
+	/*
+	 * Open the VM to its new VMM last, once nothing of the attach is left
+	 * to undo.  Pairs with the acquire in kvm_is_owner(): whoever sees it
+	 * attached sees its new mm.
+	 */
+	if (!r)
+		smp_store_release(&kvm->detached, false);
 out_unlock_kvm:
 	mutex_unlock(&kvm->lock);
 	if (!r)

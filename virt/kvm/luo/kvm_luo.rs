@@ -34,7 +34,9 @@ static HANDLERS: AtomicPtr<Handlers> = AtomicPtr::new(core::ptr::null_mut());
 
 const __LOG_PREFIX: &[u8] = b"kvm\0";
 
-/// The owner of the handlers: KVM, built in (KVM_LUO depends on KVM=y).
+/// The module this code is linked into: KVM, built in (KVM_LUO depends on
+/// KVM=y).  The handlers are registered on behalf of the vendor module that
+/// initializes KVM instead, see [`kvm_luo_init`].
 struct LocalModule;
 
 impl ModuleMetadata for LocalModule {
@@ -44,14 +46,26 @@ impl ModuleMetadata for LocalModule {
     const THIS_MODULE: ThisModule = unsafe { ThisModule::from_ptr(core::ptr::null_mut()) };
 }
 
-/// Registers the handlers; called by `kvm_init()`.  Live update being
-/// disabled is not an error: VMs are then not preservable.
+/// Registers the handlers; called by `kvm_init()` with the vendor module
+/// that initializes KVM (`NULL` when built in), which owns them: the LUO
+/// core pins it while it holds a VM or vCPU file, so that the module, and
+/// the handlers with it, cannot go while a preserved or deserialized VM
+/// waits.  Live update being disabled is not an error: VMs are then not
+/// preservable.
 #[no_mangle]
-pub extern "C" fn kvm_luo_init() -> c_int {
+pub extern "C" fn kvm_luo_init(module: *mut kernel::bindings::module) -> c_int {
+    // SAFETY: `module` is NULL or the module that called `kvm_init()`, which
+    // calls `kvm_exit()`, and so `kvm_luo_exit()`, before it unloads.
+    let owner = unsafe { ThisModule::from_ptr(module) };
+    // SAFETY: The registrations are dropped in `kvm_luo_exit()`, before the
+    // owner unloads (see above).
+    let vm = unsafe { Registration::register_for(&owner) };
+    // SAFETY: As for `vm`.
+    let vcpu = unsafe { Registration::register_for(&owner) };
     let handlers = KBox::try_pin_init(
         try_pin_init!(Handlers {
-            vm <- Registration::register(),
-            vcpu <- Registration::register(),
+            vm <- vm,
+            vcpu <- vcpu,
         }),
         GFP_KERNEL,
     );

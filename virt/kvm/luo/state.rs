@@ -284,8 +284,8 @@ impl FileHandler for VmHandler {
     fn freeze(args: &mut FileOpArgs<'_>) -> Result {
         let kvm = args.file().and_then(Kvm::from_file).ok_or(EINVAL)?;
         // Nothing may change the VM's state or its vCPUs' from here to the
-        // kexec: its vCPU files, which come after it, save theirs under
-        // this freeze.
+        // kexec: its vCPU files, which come after it, save theirs in this
+        // freeze.
         kvm.freeze().inspect_err(|_| {
             pr_warn!("live update: a vCPU of the VM is running\n");
         })?;
@@ -297,17 +297,14 @@ impl FileHandler for VmHandler {
                 })
             });
         if stored.is_err() {
-            // SAFETY: This task froze the VM above.
-            unsafe { kvm.thaw() };
+            kvm.thaw();
         }
         stored
     }
 
     fn unfreeze(args: &mut FileOpArgs<'_>) {
         if let Some(kvm) = args.file().and_then(Kvm::from_file) {
-            // SAFETY: LUO unfreezes only files whose freeze succeeded, in
-            // the task that froze them, and this freeze froze the VM.
-            unsafe { kvm.thaw() };
+            kvm.thaw();
         }
     }
 
@@ -400,10 +397,9 @@ impl FileHandler for VcpuHandler {
 
     fn freeze(args: &mut FileOpArgs<'_>) -> Result {
         let vcpu = Self::vcpu(args)?;
-        // SAFETY: The vCPU's VM is in the session before it (`preserve`
-        // checks), so LUO froze the VM earlier in this task, and the guard
-        // is dropped before this returns.
-        let guard = unsafe { vcpu.held_by_frozen_vm() }.inspect_err(|_| {
+        // The vCPU's VM is in the session before it (`preserve` checks), so
+        // its freeze came first.
+        let guard = vcpu.lock_frozen().inspect_err(|_| {
             pr_warn!("live update: vCPU {}: its VM is not frozen\n", vcpu.id());
         })?;
         let blob = save_vcpu(vcpu, &guard, le64_token(args)?)?;

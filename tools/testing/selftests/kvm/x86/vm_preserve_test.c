@@ -996,7 +996,8 @@ static void test_nested_state_fault(int s)
 	assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_NESTED_VCPU), EOPNOTSUPP,
 			 "retrieve of a vCPU with unknown nested state");
 	assert_fault_used();
-	ksft_test_result_pass("nested state this KVM cannot take: EOPNOTSUPP\n");
+	assert_vm_dead(s, TOKEN_FAULT_NESTED_VM);
+	ksft_test_result_pass("nested state this KVM cannot take: EOPNOTSUPP, VM dead\n");
 }
 
 static void test_retrieve_faults(int luo_fd)
@@ -1046,7 +1047,8 @@ static void test_retrieve_faults(int luo_fd)
 		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_PV_VCPU), EOPNOTSUPP,
 				 "retrieve of a vCPU with PV features this KVM lacks");
 		assert_fault_used();
-		ksft_test_result_pass("paravirtual features this KVM cannot give: EOPNOTSUPP\n");
+		assert_vm_dead(s, TOKEN_FAULT_PV_VM);
+		ksft_test_result_pass("paravirtual features this KVM cannot give: EOPNOTSUPP, VM dead\n");
 
 		set_luo_fault("5");
 		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_CAP_VM), EOPNOTSUPP,
