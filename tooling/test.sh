@@ -30,7 +30,7 @@ main() {
 	local t0
 	t0=$(now)
 	VM_RC=0
-	"$TOOLING/vm.sh" --timeout "${KLU_TEST_TIMEOUT:-1800}" --append "kunit.enable=1" \
+	"$TOOLING/vm.sh" --timeout "${KLU_TEST_TIMEOUT:-1800}" --append "kunit.enable=1" --kernel-console \
 		-- "KLU_FILTER=${KLU_FILTER:-} /build/repo/tooling/guest/run-tests.sh" 2>&1 |
 		tee "$KLU_CACHE/test-console.log" |
 		python3 "$TOOLING/console.py" --kexec "$TIMINGS" >&2 || VM_RC=${PIPESTATUS[0]}
@@ -95,17 +95,31 @@ expected() {
 }
 
 # Kernel warnings anywhere in a boot's log fail the run.
+KERNEL_BAD='WARNING:|BUG:|Oops|general protection fault|Kernel panic|Call Trace'
 kernel_log() {
 	local f first
 	for f in "$RESULTS"/dmesg.end1 "$RESULTS"/dmesg.end2; do
 		[ -f "$f" ] || continue
-		first=$(grep -m1 -E 'WARNING:|BUG:|Oops|general protection fault|Kernel panic|Call Trace' "$f" || true)
+		first=$(grep -m1 -E "$KERNEL_BAD" "$f" || true)
 		if [ -n "$first" ]; then
 			echo "not ok kernel-log:$(basename "$f") # $(echo "$first" | cut -c1-150)"
 		else
 			echo "ok kernel-log:$(basename "$f")"
 		fi
 	done
+	# dmesg.end1 is taken before kexec -e: what the old kernel prints while
+	# it freezes, shuts down and jumps, and what either kernel prints after
+	# its last dmesg, reaches only the console (vm.sh --kernel-console:
+	# warnings and worse).  Its kernel lines carry a timestamp.
+	f=$KLU_CACHE/test-console.log
+	if [ -f "$f" ]; then
+		first=$(tr -d '\r' <"$f" | grep -a -m1 -E "^\[ *[0-9]+\.[0-9]+\] .*($KERNEL_BAD)" || true)
+		if [ -n "$first" ]; then
+			echo "not ok kernel-log:console # $(echo "$first" | cut -c1-150)"
+		else
+			echo "ok kernel-log:console"
+		fi
+	fi
 }
 
 report() {

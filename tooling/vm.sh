@@ -8,13 +8,19 @@
 # the whole QEMU process group after --timeout seconds: a hung guest is a
 # failure, never a hang.
 #
-# usage: vm.sh [--timeout S] [--append ARGS] [--cpus N] [--memory M] -- CMD
+# usage: vm.sh [--timeout S] [--append ARGS] [--cpus N] [--memory M]
+#              [--kernel-console] -- CMD
+#
+# --kernel-console: the kernel's own console (ttyS0) joins the output, at
+# loglevel 5 (warnings and worse), so that what a kernel prints where no
+# dmesg can be taken any more (freeze, shutdown, kexec) is seen too.
 # KLU_CPUS, KLU_MEMORY and KLU_QEMU_CPU change the guest's defaults.
 
 . "$(dirname "$0")/lib.sh"
 
 LIMIT=1800
 APPEND=""
+VERBOSE=""
 CPUS=${KLU_CPUS:-2}
 MEMORY=${KLU_MEMORY:-3G}
 # -cpu max is the model under which every listed test passes (see README.md).
@@ -25,6 +31,7 @@ while [ $# -gt 0 ]; do
 	--append) APPEND="$APPEND $2"; shift 2 ;;
 	--cpus) CPUS=$2; shift 2 ;;
 	--memory) MEMORY=$2; shift 2 ;;
+	--kernel-console) VERBOSE=--verbose; APPEND="$APPEND loglevel=5"; shift ;;
 	--) shift; break ;;
 	*) die "vm.sh: unknown option $1" ;;
 	esac
@@ -43,7 +50,7 @@ done
 setsid "$TOOLING/in-root" vng --run "$C_OUT/arch/x86/boot/bzImage" \
 	--disable-kvm --cpus "$CPUS" --memory "$MEMORY" \
 	--qemu-opts="-cpu $QEMU_CPU -no-reboot" \
-	--rwdir /build/results \
+	--rwdir /build/results ${VERBOSE:+"$VERBOSE"} \
 	--append "root=/dev/root liveupdate=on nokaslr panic=-1 log_buf_len=4M $APPEND" \
 	--exec "$*" </dev/null &
 pid=$!

@@ -285,7 +285,6 @@ impl VcpuGuard<'_> {
             )
         })
     }
-
 }
 
 impl Drop for VcpuGuard<'_> {

@@ -450,11 +450,12 @@ out_unpause:
 		kvm_vcpu_async_unpause(vcpu);
 	/*
 	 * Open the VM to its new VMM last, once nothing of the attach is left
-	 * to undo.  Pairs with the acquire in kvm_is_owner(): whoever sees it
-	 * attached sees its new mm.
+	 * to undo.
 	 */
-	if (!r)
+	if (!r) {
+		/* Pairs with kvm_is_owner(): attached, then the new mm. */
 		smp_store_release(&kvm->detached, false);
+	}
 out_unlock_kvm:
 	mutex_unlock(&kvm->lock);
 	if (!r)

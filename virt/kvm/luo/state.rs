@@ -422,11 +422,8 @@ impl FileHandler for VcpuHandler {
         let file = kvm.create_vcpu_file(id)?;
         // The vCPU exists in the VM from here on, and vCPUs cannot be
         // removed: one left half restored would run with state of nobody's
-        // choosing, so a failure kills the VM.
-        Self::restore(&file, id, &sections).inspect_err(|_| {
-            pr_warn!("live update: vCPU {} not restored: its VM is dead\n", id);
-            kvm.kill();
-        })?;
+        // choosing, so a failure (logged where it happened) kills the VM.
+        Self::restore(&file, id, &sections).inspect_err(|_| kvm.kill())?;
         args.set_file(file);
         Ok(())
     }

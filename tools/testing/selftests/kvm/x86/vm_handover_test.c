@@ -471,10 +471,10 @@ static void test_errors(void)
 
 	assert_errno(attach_one(vm, 0, r0->region.userspace_addr, 0), EBUSY,
 		     "attach without detach");
-	detach.flags = 1;
-	assert_errno(__vm_ioctl(vm, KVM_VM_DETACH, &detach), EINVAL, "detach flags");
+	detach.flags = KVM_VM_DETACH_SUCCESSOR << 1;
+	assert_errno(__vm_ioctl(vm, KVM_VM_DETACH, &detach), EINVAL, "detach unknown flag");
 	detach.flags = 0;
-	detach.reserved[6] = 1;
+	detach.reserved[5] = 1;
 	assert_errno(__vm_ioctl(vm, KVM_VM_DETACH, &detach), EINVAL, "detach reserved");
 	assert_errno(ioctl(vm->fd, KVM_VM_DETACH, (void *)8), EFAULT, "detach bad pointer");
 	TEST_ASSERT(!__vm_ioctl(vm, KVM_VM_DETACH, &no_flags), "detach: errno %d", errno);
@@ -642,9 +642,11 @@ static void restore_thp(void)
 	shmem_thp(saved_thp, NULL, 0);
 }
 
-static bool nx_huge_pages(void)
+#define NX_HUGE_PAGES	"/sys/module/kvm/parameters/nx_huge_pages"
+
+static bool nx_huge_pages_on(void)
 {
-	FILE *f = fopen("/sys/module/kvm/parameters/nx_huge_pages", "r");
+	FILE *f = fopen(NX_HUGE_PAGES, "r");
 	int c = f ? fgetc(f) : 'N';
 
 	if (f)
@@ -692,7 +694,7 @@ static const char *test_remap(void)
 		    errno);
 	assert_counting((u64 *)((u8 *)p + count_off), "after the move");
 	/* With the NX huge page mitigation, executable memory maps small. */
-	if (!nx_huge_pages())
+	if (!nx_huge_pages_on())
 		TEST_ASSERT(vm_get_stat(vm, pages_2m) > 0,
 			    "no 2 MiB page mapped through the new address");
 	kvm_vm_free(vm);
@@ -1064,7 +1066,7 @@ int main(int argc, char *argv[])
 	if (skip)
 		ksft_test_result_skip("re-mapping: %s\n", skip);
 	else
-		ksft_test_result_pass("re-mapping: misaligned refused, congruent taken, huge pages\n");
+		ksft_test_result_pass("re-mapping: misaligned refused, congruent taken\n");
 	test_attach_signals();
 	ksft_test_result_pass("attach while signals arrive\n");
 	if (geteuid()) {
@@ -1078,7 +1080,7 @@ int main(int argc, char *argv[])
 		test_permissions();
 		ksft_test_result_pass("permissions: named successor, euid at detach\n");
 		test_detached_limit();
-		ksft_test_result_pass("detached VMs: per-user limit, detach-and-exit leaks nothing\n");
+		ksft_test_result_pass("detached VMs: per-user limit, no leak\n");
 	}
 	test_handover(KVM_X86_DEFAULT_VM);
 	ksft_test_result_pass("handover to an exec'd VMM\n");

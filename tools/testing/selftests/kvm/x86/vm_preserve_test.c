@@ -1048,7 +1048,7 @@ static void test_retrieve_faults(int luo_fd)
 				 "retrieve of a vCPU with PV features this KVM lacks");
 		assert_fault_used();
 		assert_vm_dead(s, TOKEN_FAULT_PV_VM);
-		ksft_test_result_pass("paravirtual features this KVM cannot give: EOPNOTSUPP, VM dead\n");
+		ksft_test_result_pass("PV features this KVM cannot give: EOPNOTSUPP, VM dead\n");
 
 		set_luo_fault("5");
 		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_CAP_VM), EOPNOTSUPP,
