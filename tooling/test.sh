@@ -76,6 +76,12 @@ for g in groups:
         print(f"ok kunit:{g['name']} # SKIP all {m['tests']} cases skipped")
     else:
         print(f"ok kunit:{g['name']} # {m.get('passed', 0)} cases passed")
+# The project's own suites must run: a suite that stopped being built would
+# otherwise leave the run green.
+names = {g["name"] for g in groups}
+for r in ("kvm_luo_format", "rust_doctests_kernel"):
+    if r not in names:
+        print(f"not ok kunit:{r} # the project's suite did not run (not built?)")
 # Suites that failed to start or never reported show only in the totals.
 for c in data.get("test_cases", []):
     if c.get("status") not in ("PASS", "SKIP"):

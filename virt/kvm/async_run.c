@@ -60,6 +60,20 @@ static void kvm_vcpu_async_unuse_mm(struct kvm_vcpu_async *async)
 	kthread_unuse_mm(async->mm);
 }
 
+/* The VMM may have moved to another memory cgroup since: follow it. */
+static void kvm_vcpu_async_refresh_memcg(struct kvm_vcpu_async *async)
+{
+	struct mem_cgroup *memcg = get_mem_cgroup_from_mm(async->mm);
+
+	if (memcg == async->memcg) {
+		mem_cgroup_put(memcg);
+		return;
+	}
+	set_active_memcg(memcg);
+	mem_cgroup_put(async->memcg);
+	async->memcg = memcg;
+}
+
 static int kvm_vcpu_async_fn(void *data)
 {
 	struct kvm_vcpu *vcpu = data;
@@ -77,6 +91,7 @@ static int kvm_vcpu_async_fn(void *data)
 				kvm_vcpu_async_runnable(async) || kthread_should_stop());
 		if (!kvm_vcpu_async_runnable(async))
 			break;
+		kvm_vcpu_async_refresh_memcg(async);
 
 		mutex_lock(&vcpu->mutex);
 		r = kvm_vcpu_run(vcpu);
