@@ -20,8 +20,11 @@
  * Stage 2, in the new kernel and a new process, retrieves the VM (twice: one
  * file), re-adds its memslots from the retrieved memfds, retrieves the vCPUs,
  * compares their state (nested state included), the PIT's and the VM's
- * capabilities with the recorded ones, then runs them: the guest checks its memory and counts on,
- * and the nested guest exits to its hypervisor, which reports and runs it on.
+ * capabilities with the recorded ones, then runs them: the guest checks its
+ * memory and counts on, and the nested guest exits to its hypervisor, which
+ * reports and runs it on.  An interrupt that stage 1 raised through the
+ * IOAPIC (KVM_IRQ_LINE) right before recording, while vCPU 0 had interrupts
+ * off, reaches vCPU 0 exactly once when it enables them in stage 2.
  * The fault subtests make a VM retrieve fail with EPROTONOSUPPORT (foreign
  * format version), EBADMSG (corrupted payload) and EOPNOTSUPP (a capability
  * not carried), and a vCPU retrieve with EOPNOTSUPP (CPU or paravirtual
@@ -45,6 +48,7 @@
 #include "test_util.h"
 #include "kvm_util.h"
 #include "processor.h"
+#include "apic.h"
 #include "svm_util.h"
 #include "hyperv.h"
 #include "libliveupdate.h"
@@ -101,11 +105,25 @@ static_assert(sizeof(struct vmcb_control_area) == VMCB_CONTROL);
 #define STATE_MAGIC	0x7365727072766d6bull	/* "kvmrpres" */
 
 #define EXIT_TIMEOUT_MS	60000
+#define IRQ_PIN		16	/* an IOAPIC pin the PIC does not share */
+#define IRQ_VECTOR	0x40
+#define APIC_LVT0	0x350
 
 /* Guest data, in memslot 0. */
 static u64 counters[MAX_VCPUS];
 static u64 phase;
 static u64 pattern[PATTERN_WORDS];
+static u64 irqs;
+
+/*
+ * vCPU 0 takes the interrupt stage 1 raised through the IOAPIC, pending
+ * since, once it enables interrupts in stage 2.
+ */
+static void guest_irq(struct ex_regs *regs)
+{
+	WRITE_ONCE(irqs, READ_ONCE(irqs) + 1);
+	x2apic_write_reg(APIC_EOI, 0);
+}
 
 static u64 pattern_word(u64 i)
 {
@@ -156,10 +174,18 @@ static void guest_code(u64 id)
 			WRITE_ONCE(data[i], data_word(i));
 		for (i = 0; i < PATTERN_WORDS; i++)
 			WRITE_ONCE(pattern[i], pattern_word(i));
+		/*
+		 * The local APIC accepts interrupts, which stay pending (IF=0),
+		 * but none from the PIC.
+		 */
+		x2apic_enable();
+		x2apic_write_reg(APIC_LVT0, APIC_LVT_MASKED);
 		guest_out(PORT_READY, 0);
 	}
 
 	guest_count_and_check(id);
+	if (id == 0)
+		asm volatile("sti; nop");
 	guest_count(id);
 }
 
@@ -229,6 +255,7 @@ struct preserved_state {
 	u64 counters_gpa;
 	u64 phase_gpa;
 	u64 pattern_gpa;
+	u64 irqs_gpa;
 	u64 has_xcrs;
 	u64 apic_bus_ns;
 	struct kvm_pit_state2 pit;
@@ -754,6 +781,26 @@ static void run_error_tests(int luo_fd)
 #define NR_ERROR_TESTS	6
 
 /* Stage 1: the main VM, run, stopped, recorded and preserved; its vCPU count. */
+/*
+ * An edge on IOAPIC pin IRQ_PIN, routed to vCPU 0: it waits in vCPU 0's
+ * local APIC, which the VM's state and vCPU 0's carry across the update.
+ */
+static void raise_irq(struct kvm_vm *vm)
+{
+	struct kvm_irqchip chip = { .chip_id = KVM_IRQCHIP_IOAPIC };
+	struct kvm_irq_level line = { .irq = IRQ_PIN };
+
+	vm_ioctl(vm, KVM_GET_IRQCHIP, &chip);
+	chip.chip.ioapic.redirtbl[IRQ_PIN].bits = 0;
+	chip.chip.ioapic.redirtbl[IRQ_PIN].fields.vector = IRQ_VECTOR;
+	chip.chip.ioapic.redirtbl[IRQ_PIN].fields.dest_id = 0;
+	vm_ioctl(vm, KVM_SET_IRQCHIP, &chip);
+	line.level = 1;
+	vm_ioctl(vm, KVM_IRQ_LINE, &line);
+	line.level = 0;
+	vm_ioctl(vm, KVM_IRQ_LINE, &line);
+}
+
 static int preserve_main_vm(int luo_fd)
 {
 	const struct kvm_msr_list *msr_list = kvm_get_msr_index_list();
@@ -785,6 +832,7 @@ static int preserve_main_vm(int luo_fd)
 	vm_userspace_mem_region_add(vm, VM_MEM_SRC_SHMEM, DATA_GPA, DATA_SLOT,
 				    DATA_SIZE / vm->page_size, 0);
 	virt_map(vm, DATA_GPA, DATA_GPA, DATA_SIZE / vm->page_size);
+	vm_install_exception_handler(vm, IRQ_VECTOR, guest_irq);
 	for (i = 0; i < NR_VCPUS; i++) {
 		vcpus[i] = vm_vcpu_add(vm, i, guest_code);
 		vcpu_args_set(vcpus[i], 1, (u64)i);
@@ -810,6 +858,8 @@ static int preserve_main_vm(int luo_fd)
 		TEST_ASSERT(!readable(vcpus[i]->fd, 0), "vCPU %d exited", i);
 		stop_vcpu(vcpus[i]->fd);
 	}
+	/* The last change before the state is recorded and preserved. */
+	raise_irq(vm);
 
 	st_fd = memfd_create("kvm-preserve-state", 0);
 	TEST_ASSERT(st_fd >= 0, "memfd_create: errno %d", errno);
@@ -836,6 +886,8 @@ static int preserve_main_vm(int luo_fd)
 	st->counters_gpa = addr_gva2gpa(vm, (gva_t)counters);
 	st->phase_gpa = addr_gva2gpa(vm, (gva_t)&phase);
 	st->pattern_gpa = addr_gva2gpa(vm, (gva_t)pattern);
+	st->irqs_gpa = addr_gva2gpa(vm, (gva_t)&irqs);
+	TEST_ASSERT_EQ(*(u64 *)addr_gva2hva(vm, (gva_t)&irqs), 0);
 	st->has_xcrs = kvm_has_cap(KVM_CAP_XCRS);
 	st->apic_bus_ns = kvm_has_cap(KVM_CAP_X86_APIC_BUS_CYCLES_NS) ? APIC_BUS_NS : 0;
 	vm_ioctl(vm, KVM_GET_PIT2, &st->pit);
@@ -1103,7 +1155,7 @@ static void test_restore(int luo_fd)
 	struct stat sa, sb;
 	void *maps[MAX_SLOTS];
 	struct vcpu_state *now;
-	u64 *counts, *data, j;
+	u64 *counts, *data, *irqs, j;
 	bool l2_passed = false;
 	long mmap_size;
 	u8 v;
@@ -1242,6 +1294,12 @@ static void test_restore(int luo_fd)
 			    "vCPU %d counter did not move past %lu", i, st->vcpus[i].counter);
 		assert_counting(&counts[i], i, "after the memory check");
 	}
+	/* The interrupt raised before the update: taken once, not lost. */
+	irqs = map_gpa(maps, st, st->irqs_gpa);
+	for (i = 0; i < 2000 && !READ_ONCE(*irqs); i++)
+		usleep(10000);
+	usleep(200000);
+	TEST_ASSERT(READ_ONCE(*irqs) == 1, "vCPU 0 took %lu interrupts, not 1", READ_ONCE(*irqs));
 	for (i = 0; i < nr; i++) {
 		TEST_ASSERT(!readable(vcpu_fds[i], 0), "vCPU %d exited again", i);
 		stop_vcpu(vcpu_fds[i]);
@@ -1249,8 +1307,8 @@ static void test_restore(int luo_fd)
 
 	finish_session(s, SESSION_MAIN);
 	close(s);
-	ksft_test_result_pass("the guest found its memory and counts on%s\n",
-			      nr > NESTED_VCPU ? ", in L2 too, with L1 alive" : "");
+	ksft_test_result_pass("the guest found its memory, counts on%s, took the IRQ once\n",
+			      nr > NESTED_VCPU ? " (in L2 too, with L1 alive)" : "");
 
 	for (i = 0; i < nr; i++) {
 		munmap(runs[i], mmap_size);
