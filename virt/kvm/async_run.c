@@ -60,11 +60,18 @@ static void kvm_vcpu_async_unuse_mm(struct kvm_vcpu_async *async)
 	kthread_unuse_mm(async->mm);
 }
 
-/* The VMM may have moved to another memory cgroup since: follow it. */
+/*
+ * The VMM may have moved to another memory cgroup since: follow it.  A VMM
+ * that exited leaves an mm with no owner, whose memcg reads as the root's:
+ * keep the last one then.
+ */
 static void kvm_vcpu_async_refresh_memcg(struct kvm_vcpu_async *async)
 {
-	struct mem_cgroup *memcg = get_mem_cgroup_from_mm(async->mm);
+	struct mem_cgroup *memcg;
 
+	if (!rcu_access_pointer(async->mm->owner))
+		return;
+	memcg = get_mem_cgroup_from_mm(async->mm);
 	if (memcg == async->memcg) {
 		mem_cgroup_put(memcg);
 		return;

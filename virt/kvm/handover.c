@@ -97,9 +97,6 @@ int kvm_vm_ioctl_detach(struct kvm *kvm, void __user *argp)
 		__set_bit(i, locked);
 	}
 	if (!r) {
-		/* Keep guest memory mapped when the VMM exits. */
-		mmget(kvm->mm);
-		kvm->detached_mm = kvm->mm;
 		/* Who may attach, decided now by the VMM that lets go. */
 		kvm->successor = successor;
 		successor = NULL;
@@ -112,15 +109,25 @@ int kvm_vm_ioctl_detach(struct kvm *kvm, void __user *argp)
 		mutex_unlock(&kvm_get_vcpu(kvm, i)->mutex);
 out_unlock:
 	mutex_unlock(&kvm->lock);
+	if (r)
+		goto out;
 
 	/*
-	 * VM and device ioctls that passed the owner check before are done
-	 * when this returns, and none starts after it.  vCPU ioctls waiting
-	 * for a vCPU's mutex see the VM detached when they get it.
+	 * VM and device ioctls that passed the owner check before must be
+	 * done before anyone attaches, and none starts after this: wait for
+	 * them outside kvm->lock, which they may take.  vCPU ioctls waiting
+	 * for a vCPU's mutex see the VM detached when they get it.  Attach
+	 * refuses with EAGAIN until the old mm is published, below.
 	 */
-	if (!r)
-		synchronize_srcu(&kvm->owner_srcu);
+	synchronize_srcu(&kvm->owner_srcu);
 
+	/* Keep guest memory mapped when the VMM exits. */
+	mutex_lock(&kvm->lock);
+	mmget(kvm->mm);
+	kvm->detached_mm = kvm->mm;
+	mutex_unlock(&kvm->lock);
+
+out:
 	if (ucounts)
 		dec_ucount(ucounts, UCOUNT_KVM_DETACHED_VMS);
 	put_pid(successor);
@@ -384,7 +391,11 @@ int kvm_vm_ioctl_attach(struct kvm *kvm, void __user *argp)
 		goto out_free;
 	old = kvm->detached_mm;
 	r = -EBUSY;
-	if (!kvm->detached || WARN_ON_ONCE(!old))
+	if (!kvm->detached)
+		goto out_unlock_kvm;
+	/* Detach still waits for the ioctls the old VMM had in flight. */
+	r = -EAGAIN;
+	if (!old)
 		goto out_unlock_kvm;
 	/* Detach sets who may attach under kvm->lock. */
 	r = -EPERM;

@@ -932,6 +932,7 @@ struct in_flight {
 	struct kvm_vm *vm;
 	void *arg;
 	int r;
+	int err;
 	bool done;
 };
 
@@ -941,6 +942,7 @@ static void *set_region_thread(void *arg)
 
 	f->r = __vm_ioctl(f->vm, KVM_SET_USER_MEMORY_REGION2,
 			  (struct kvm_userspace_memory_region2 *)f->arg);
+	f->err = errno;
 	WRITE_ONCE(f->done, true);
 	return NULL;
 }
@@ -950,6 +952,7 @@ static void *detach_thread(void *arg)
 	struct in_flight *f = arg;
 
 	f->r = __vm_ioctl(f->vm, KVM_VM_DETACH, &no_flags);
+	f->err = errno;
 	WRITE_ONCE(f->done, true);
 	return NULL;
 }
@@ -1016,6 +1019,8 @@ static void test_detach_in_flight(void)
 	usleep(300000);
 	TEST_ASSERT(!READ_ONCE(det.done),
 		    "detach returned while a VM ioctl that began before it was in flight");
+	/* Nobody attaches meanwhile (a child: same mappings, new mm). */
+	TEST_ASSERT_EQ(attach_in_child(vm, r0->region.userspace_addr, 0), EAGAIN);
 
 	memcpy(src, &region, sizeof(region));
 	copy.dst = (u64)arg;
@@ -1024,8 +1029,9 @@ static void test_detach_in_flight(void)
 	TEST_ASSERT(!ioctl(uffd, UFFDIO_COPY, &copy), "UFFDIO_COPY: errno %d", errno);
 	pthread_join(t1, NULL);
 	pthread_join(t2, NULL);
-	TEST_ASSERT(!set.r, "the VM ioctl that began before the detach failed: errno %d", errno);
-	TEST_ASSERT(!det.r, "detach: errno %d", errno);
+	TEST_ASSERT(!set.r, "the VM ioctl that began before the detach failed: errno %d",
+		    set.err);
+	TEST_ASSERT(!det.r, "detach: errno %d", det.err);
 
 	/* The memslot it added is the VM's: attach has to list it. */
 	s[0].slot = 0;
