@@ -43,7 +43,7 @@ echo "$status" >"$RESULTS/bench-status.1"
 echo 2 >"$MARK"
 date +%s.%N >"$RESULTS/bench-kexec-start"
 sync
-kexec -l -s --reuse-cmdline "$KERNEL" || { rm -f "$MARK"; echo 1 >"$RESULTS/bench-status"; exit 0; }
+kexec -l -s --command-line="$(/build/repo/tooling/guest/next-cmdline.sh)" "$KERNEL" || { rm -f "$MARK"; echo 1 >"$RESULTS/bench-status"; exit 0; }
 kexec -e -x
 rm -f "$MARK"
 echo "kexec -e returned"

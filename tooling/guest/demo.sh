@@ -29,7 +29,7 @@ if [ "$(cat "$MARK" 2>/dev/null)" != 2 ]; then
 	"$BIN/kvm/x86/vm_preserve_perf_test" -s 1 -d || exit 1
 	echo 2 >"$MARK"
 	step "kexec into kernel 2 (until its userspace runs this script)"
-	kexec -l -s --reuse-cmdline "$KERNEL" || exit 1
+	kexec -l -s --command-line="$(/build/repo/tooling/guest/next-cmdline.sh)" "$KERNEL" || exit 1
 	sync
 	kexec -e -x
 	echo "kexec -e returned"

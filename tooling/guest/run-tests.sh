@@ -106,9 +106,8 @@ stage1() {
 	# Load the next kernel before stage 1: the tests check that a kexec
 	# with a preserved vCPU still running fails and loses nothing.  The
 	# mark makes any kexec from here on come back as stage 2.
-	# Drop KUnit from the next boot's command line: it ran in this one.
 	local cmdline
-	cmdline=$(sed -e 's/kunit\.enable=1//' -e 's/kunit\.filter_glob=[^ ]*//' /proc/cmdline)
+	cmdline=$(/build/repo/tooling/guest/next-cmdline.sh)
 	echo "# kexec: loading $KERNEL" >&2
 	if ! kexec -l -s --command-line="$cmdline" "$KERNEL"; then
 		echo "not ok kexec-load # kexec -l failed" | tee -a "$TAP"
