@@ -10,10 +10,47 @@
 
 "$TOOLING/build.sh" kernel
 "$TOOLING/build.sh" selftests
+"$TOOLING/build.sh" base_kernel
 
 BENCH=$KLU_CACHE/bench
 rm -rf "$RESULTS" "$BENCH"
 mkdir -p "$RESULTS" "$BENCH"
+
+# Exit round trips under KVM_RUN, on the base kernel and on the patched one,
+# with the same binary and the same boot options, alternating boots so that
+# a drift of the machine falls on both.
+for pass in 1 2; do
+	for k in base patched; do
+		log "booting the $k kernel ($pass/2): exit round trips (kvm/x86/caretaker_perf_test -m exits)"
+		obj=$OUT
+		[ $k = base ] && obj=$KLU_CACHE/out-base
+		KLU_OBJ=$obj "$TOOLING/vm.sh" --timeout 300 -- \
+			"/build/selftests/kvm/x86/caretaker_perf_test -m exits -r 5 -w 400 -o /build/results/exits-$k-$pass.txt" \
+			>>"$BENCH/bench-exits.log" 2>&1 ||
+			die "the exit benchmark failed on the $k kernel (log: $BENCH/bench-exits.log)"
+	done
+done
+python3 - "$RESULTS" >"$BENCH/bench-exits.txt" <<'PY'
+import sys, statistics, glob
+r = sys.argv[1]
+def read(k):
+    d = {}
+    for f in sorted(glob.glob(f"{r}/exits-{k}-*.txt")):
+        for line in open(f):
+            if line.startswith("#") or not line.strip():
+                continue
+            m, v = line.split()
+            d.setdefault(m, []).append(float(v))
+    return d
+b, p = read("base"), read("patched")
+print("# metric base patched ratio (per second; median of the two boots' medians)")
+for m in b:
+    x, y = statistics.median(b[m]), statistics.median(p[m])
+    print(f"{m} {x:.0f} {y:.0f} {y / x:.4f}")
+PY
+printf '\n%-28s %12s %12s %8s\n' "KVM_RUN, base vs patched" base patched ratio
+awk '!/^#/ { printf "%-28s %12s %12s %8s\n", $1, $2, $3, $4 }' "$BENCH/bench-exits.txt"
+echo
 log "booting the patched kernel for the benchmarks (QEMU TCG: absolute rates are slow, ratios are what counts)"
 "$TOOLING/vm.sh" --timeout 900 -- /build/repo/tooling/guest/bench.sh 2>&1 | tee "$BENCH/bench.log" |
 	grep -E -v '^\[ *[0-9]+\.[0-9]+\]'

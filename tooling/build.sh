@@ -6,7 +6,7 @@
 # changes), then an incremental LLVM=1 build through ccache in a persistent
 # object tree outside the clone.
 #
-# usage: build.sh [kernel|selftests|all] [extra make args...]
+# usage: build.sh [kernel|selftests|base_kernel|all] [extra make args...]
 
 . "$(dirname "$0")/lib.sh"
 
@@ -27,7 +27,7 @@ kmake() {
 }
 
 config() {
-	local hash
+	local hash base=${1:-}
 	hash=$({ cat "$FRAGMENT"; echo "$BASE_VERSION"; } | sha256sum | cut -d' ' -f1)
 	if [ -f "$OUT/.config" ] && [ "$(cat "$OUT/.klu-config" 2>/dev/null)" = "$hash" ]; then
 		return 0
@@ -50,7 +50,8 @@ config() {
 		echo "config: $line requested, but the result has '${got:-nothing}'" >&2
 		bad=1
 	done <"$FRAGMENT"
-	[ $bad = 0 ] || die "the config fragment did not apply (unmet dependencies?)"
+	# The base lacks the series' own options: those may not apply there.
+	[ $bad = 0 ] || [ "$base" = base ] || die "the config fragment did not apply (unmet dependencies?)"
 	echo "$hash" >"$OUT/.klu-config"
 }
 
@@ -84,6 +85,23 @@ kernel() {
 	kmake bzImage "$@" 2>&1 | tee "$KLU_CACHE/build.log" | progress ||
 		die "kernel build failed (full log: $KLU_CACHE/build.log)"
 	[ -f "$OUT/arch/x86/boot/bzImage" ] || die "kernel build failed: no bzImage"
+}
+
+# The pristine base kernel with the same config, in its own object tree
+# (out-base), for the benchmarks that compare the patched kernel with the
+# one it applies to.  ccache shares every object the series leaves alone.
+base_kernel() {
+	if [ -z "${KLU_BASE_BUILD:-}" ]; then
+		[ -d "$PRISTINE" ] || die "the base is not unpacked; run: make base"
+		exec env KLU_BASE_BUILD=1 KLU_OBJ="$KLU_CACHE/out-base" KLU_SRC_TREE="$PRISTINE" \
+			"$0" base_kernel "$@"
+	fi
+	toolchain_check
+	config base
+	log "building the base kernel $BASE_VERSION, unpatched (LLVM=1, ccache, -j$JOBS)"
+	kmake bzImage "$@" 2>&1 | tee "$KLU_CACHE/build-base.log" | progress ||
+		die "base kernel build failed (full log: $KLU_CACHE/build-base.log)"
+	[ -f "$OUT/arch/x86/boot/bzImage" ] || die "base kernel build failed: no bzImage"
 }
 
 # The selftest groups tests.list uses, built against the patched UAPI headers.

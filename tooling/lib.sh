@@ -13,8 +13,10 @@ HOME=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
 KLU_CACHE=${KLU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvm-live-update}
 ROOT=$KLU_CACHE/root
 BASE_DIR=$KLU_CACHE/base
-SRC=$KLU_CACHE/src
-OUT=$KLU_CACHE/out
+# KLU_SRC_TREE and KLU_OBJ are set only by build.sh base_kernel (the
+# pristine base, for the benchmarks) and by bench.sh to boot that build.
+SRC=${KLU_SRC_TREE:-$KLU_CACHE/src}
+OUT=${KLU_OBJ:-$KLU_CACHE/out}
 SELFTESTS_OUT=$KLU_CACHE/selftests
 CCACHE_DIR_HOST=$KLU_CACHE/ccache
 RESULTS=$KLU_CACHE/results

@@ -30,6 +30,10 @@ echo "== KVM_RUN_ASYNC against KVM_RUN (kvm/x86/async_run_perf_test)"
 "$BIN/kvm/x86/async_run_perf_test" -r 7 -w 500 -o "$RESULTS/bench-async-run.txt" || status=$?
 
 echo
+echo "== vCPU caretaker against KVM_RUN_ASYNC on the same isolated CPU (kvm/x86/caretaker_perf_test)"
+"$BIN/kvm/x86/caretaker_perf_test" -m caretaker -r 5 -w 500 -o "$RESULTS/bench-caretaker.txt" || status=$?
+
+echo
 echo "== VMM swap under a compute-bound guest: handover against stop-save-restore (kvm/x86/vm_handover_perf_test)"
 "$BIN/kvm/x86/vm_handover_perf_test" -r 9 -w 1000 -o "$RESULTS/bench-vmm-swap.txt" || status=$?
 
