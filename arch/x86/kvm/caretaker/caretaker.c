@@ -20,49 +20,143 @@
 #include <linux/kthread.h>
 #include <linux/kvm_host.h>
 #include <linux/sched/isolation.h>
+#include <linux/seq_file.h>
 
 #include "../irq.h"
 #include "../lapic.h"
 #include "../pmu.h"
 #include "../x86.h"
+#include "../xen.h"
 #include "caretaker.h"
 
 /*
- * The CPUs given to a caretaker, one vCPU each, and whether their CPU
- * device could be taken offline before (restored when the CPU is given
- * back).  While a caretaker holds a CPU, the CPU stays online: offlining it
- * fails with EPERM.
+ * The CPUs given to a caretaker, one vCPU each.  While a caretaker holds a
+ * CPU, the CPU stays online: its teardown fails with EBUSY, and the offline
+ * operation is rolled back.
  */
 static DEFINE_MUTEX(caretaker_lock);
 static struct cpumask caretaker_cpus;
-static struct cpumask caretaker_offline_disabled;
+static int caretaker_hp_state;
 
-static void caretaker_hold_cpu(unsigned int cpu)
+static int caretaker_cpu_down(unsigned int cpu)
 {
-	struct device *dev = get_cpu_device(cpu);
-
-	cpumask_set_cpu(cpu, &caretaker_cpus);
-	if (dev) {
-		if (dev_test_and_set_offline_disabled(dev))
-			cpumask_set_cpu(cpu, &caretaker_offline_disabled);
-		else
-			cpumask_clear_cpu(cpu, &caretaker_offline_disabled);
-	}
+	guard(mutex)(&caretaker_lock);
+	if (!cpumask_test_cpu(cpu, &caretaker_cpus))
+		return 0;
+	pr_warn_ratelimited("kvm: CPU %u runs a vCPU caretaker: not taken offline\n", cpu);
+	return -EBUSY;
 }
 
-static void caretaker_give_back_cpu(unsigned int cpu)
+void kvm_caretaker_init(void)
 {
-	struct device *dev = get_cpu_device(cpu);
+	int r = cpuhp_setup_state_nocalls(CPUHP_AP_ONLINE_DYN, "kvm/x86/caretaker:online",
+					  NULL, caretaker_cpu_down);
 
-	if (dev)
-		dev_assign_offline_disabled(dev, cpumask_test_cpu(cpu, &caretaker_offline_disabled));
-	cpumask_clear_cpu(cpu, &caretaker_cpus);
+	/* Without it, KVM_CAP_X86_CARETAKER is not offered. */
+	caretaker_hp_state = r > 0 ? r : 0;
+}
+
+void kvm_caretaker_exit(void)
+{
+	if (caretaker_hp_state > 0)
+		cpuhp_remove_state_nocalls(caretaker_hp_state);
+}
+
+/*
+ * The caretaker serves no posted interrupts and no AVIC doorbells: APICv
+ * that might be enabled for any vCPU, now or later, rules it out.
+ */
+static bool caretaker_host_ok(void)
+{
+	return caretaker_hp_state > 0 && !enable_apicv &&
+	       kvm_x86_call(caretaker_supported)();
 }
 
 int kvm_caretaker_check_extension(void)
 {
-	return kvm_x86_call(caretaker_supported)() ? 1 : 0;
+	return caretaker_host_ok() ? 1 : 0;
 }
+
+static void caretaker_record(struct kvm_vcpu *vcpu, u16 type, u32 data)
+{
+	struct kvm_caretaker_ring *ring = vcpu->arch.caretaker_ring;
+	u64 head = le64_to_cpu(ring->head);
+	struct kvm_caretaker_record *rec = &ring->rec[head % KVM_CARETAKER_RING_RECORDS];
+
+	rec->tsc = cpu_to_le64(rdtsc());
+	rec->type = cpu_to_le16(type);
+	rec->data = cpu_to_le32(data);
+	/* The record before the head that covers it, for a reader elsewhere. */
+	smp_store_release(&ring->head, cpu_to_le64(head + 1));
+}
+
+static struct kvm_caretaker_ring *caretaker_ring_alloc(void)
+{
+	struct kvm_caretaker_ring *ring;
+
+	ring = (void *)get_zeroed_page(GFP_KERNEL_ACCOUNT);
+	if (!ring)
+		return NULL;
+	ring->magic = cpu_to_le64(KVM_CARETAKER_RING_MAGIC);
+	ring->version = cpu_to_le32(KVM_CARETAKER_RING_VERSION);
+	ring->nr_records = cpu_to_le32(KVM_CARETAKER_RING_RECORDS);
+	return ring;
+}
+
+/* debugfs vcpuN/caretaker_trace: the ring, oldest record first. */
+static int caretaker_trace_show(struct seq_file *m, void *unused)
+{
+	static const char * const names[] = {
+		[KVM_CARETAKER_REC_SERVED] = "served",
+		[KVM_CARETAKER_REC_HOST_IRQ] = "host_irq",
+		[KVM_CARETAKER_REC_TIMER] = "timer",
+		[KVM_CARETAKER_REC_HALT] = "halt",
+		[KVM_CARETAKER_REC_WAKE] = "wake",
+		[KVM_CARETAKER_REC_SLOW] = "slow",
+	};
+	struct kvm_vcpu *vcpu = m->private;
+	struct kvm_caretaker_ring *ring;
+	u64 head, i, tsc;
+	u32 data;
+	u16 type;
+
+	/* Pairs with the release in kvm_caretaker_enable(). */
+	ring = smp_load_acquire(&vcpu->arch.caretaker_ring);
+	if (!ring)
+		return 0;
+	/* Pairs with caretaker_record(): the records below head are written. */
+	head = le64_to_cpu(smp_load_acquire(&ring->head));
+	seq_printf(m, "# version %u, %llu records written, tsc type data\n",
+		   le32_to_cpu(ring->version), head);
+	i = head > KVM_CARETAKER_RING_RECORDS ? head - KVM_CARETAKER_RING_RECORDS : 0;
+	for (; i < head; i++) {
+		struct kvm_caretaker_record *r = &ring->rec[i % KVM_CARETAKER_RING_RECORDS];
+
+		tsc = le64_to_cpu(READ_ONCE(r->tsc));
+		type = le16_to_cpu(READ_ONCE(r->type));
+		data = le32_to_cpu(READ_ONCE(r->data));
+		/* Overwritten while it was read: skip it (seqcount-like). */
+		smp_rmb();
+		if (le64_to_cpu(READ_ONCE(ring->head)) - i >= KVM_CARETAKER_RING_RECORDS)
+			continue;
+		seq_printf(m, "%llu %s %u\n", tsc,
+			   type < ARRAY_SIZE(names) && names[type] ? names[type] : "?", data);
+	}
+	return 0;
+}
+
+static int caretaker_trace_open(struct inode *inode, struct file *file)
+{
+	return single_open(file, caretaker_trace_show, inode->i_private);
+}
+
+const struct file_operations kvm_caretaker_trace_fops = {
+	.owner = THIS_MODULE,
+	.open = caretaker_trace_open,
+	.read = seq_read,
+	.llseek = seq_lseek,
+	.release = single_release,
+};
 
 static int caretaker_refuse(struct kvm_vcpu *vcpu, int err, const char *why)
 {
@@ -76,9 +170,9 @@ static int caretaker_check_vcpu(struct kvm_vcpu *vcpu)
 {
 	struct kvm *kvm = vcpu->kvm;
 
-	if (!kvm_x86_call(caretaker_supported)())
+	if (!caretaker_host_ok())
 		return caretaker_refuse(vcpu, -EOPNOTSUPP,
-					"the host cannot serve exits with IRQs disabled");
+					"APICv/AVIC enabled, or no fastpath on this host");
 	if (kvm->arch.vm_type != KVM_X86_DEFAULT_VM)
 		return caretaker_refuse(vcpu, -EOPNOTSUPP,
 					"a protected or confidential VM type");
@@ -87,25 +181,28 @@ static int caretaker_check_vcpu(struct kvm_vcpu *vcpu)
 	if (guest_cpu_cap_has(vcpu, X86_FEATURE_SVM) ||
 	    guest_cpu_cap_has(vcpu, X86_FEATURE_VMX))
 		return caretaker_refuse(vcpu, -EOPNOTSUPP, "nested virtualization");
-	if (kvm_vcpu_apicv_active(vcpu))
-		return caretaker_refuse(vcpu, -EOPNOTSUPP, "AVIC or APICv");
 	if (kvm_vcpu_has_mediated_pmu(vcpu))
 		return caretaker_refuse(vcpu, -EOPNOTSUPP, "the mediated PMU");
+	if (kvm_xen_msr_enabled(kvm) || kvm_xen_hypercall_enabled(kvm))
+		return caretaker_refuse(vcpu, -EOPNOTSUPP, "Xen emulation");
+	if (vcpu->arch.tsc_always_catchup)
+		return caretaker_refuse(vcpu, -EOPNOTSUPP, "TSC catch-up");
 	return 0;
 }
 
 /*
  * args[0]: the CPU.  It must be online and isolated from the scheduler's
- * domains (isolcpus=domain, or an isolated cpuset partition), no other vCPU
- * may have it, and some other CPU of the housekeeping set must stay online.
+ * domains (isolcpus=domain, or an isolated cpuset partition), and no other
+ * vCPU may have it.
  */
 int kvm_caretaker_enable(struct kvm_vcpu *vcpu, struct kvm_enable_cap *cap)
 {
-	unsigned int cpu, other;
+	unsigned int cpu;
+	bool isolated;
 	int r;
 
-	if (cap->args[0] >= nr_cpu_ids || cap->args[1] || cap->args[2] ||
-	    cap->args[3])
+	if (cap->args[0] >= nr_cpu_ids || !cpu_possible(cap->args[0]) ||
+	    cap->args[1] || cap->args[2] || cap->args[3])
 		return caretaker_refuse(vcpu, -EINVAL, "invalid arguments");
 	cpu = cap->args[0];
 
@@ -123,31 +220,34 @@ int kvm_caretaker_enable(struct kvm_vcpu *vcpu, struct kvm_enable_cap *cap)
 	if (r)
 		return r;
 
-	/* Orders against offlining through the CPU device, then hotplug. */
-	lock_device_hotplug();
+	if (!vcpu->arch.caretaker_ring) {
+		struct kvm_caretaker_ring *ring = caretaker_ring_alloc();
+
+		if (!ring)
+			return -ENOMEM;
+		/* Published for debugfs (acquire there), freed with the vCPU. */
+		smp_store_release(&vcpu->arch.caretaker_ring, ring);
+	}
+
+	/* Against hotplug: the CPU stays online once the mask holds it. */
 	cpus_read_lock();
 	mutex_lock(&caretaker_lock);
+	rcu_read_lock();
+	isolated = !housekeeping_cpu(cpu, HK_TYPE_DOMAIN);
+	rcu_read_unlock();
 	if (!cpu_online(cpu)) {
 		r = caretaker_refuse(vcpu, -ENODEV, "the CPU is offline");
-	} else if (housekeeping_cpu(cpu, HK_TYPE_DOMAIN)) {
+	} else if (!isolated) {
 		r = caretaker_refuse(vcpu, -EINVAL, "the CPU is not isolated");
 	} else if (cpumask_test_cpu(cpu, &caretaker_cpus)) {
 		r = caretaker_refuse(vcpu, -EBUSY, "another vCPU has the CPU");
 	} else {
-		other = cpumask_first_and(housekeeping_cpumask(HK_TYPE_DOMAIN),
-					  cpu_online_mask);
-		if (other >= nr_cpu_ids) {
-			r = caretaker_refuse(vcpu, -EBUSY,
-					     "no housekeeping CPU would stay online");
-		} else {
-			caretaker_hold_cpu(cpu);
-			WRITE_ONCE(vcpu->arch.caretaker_cpu, cpu);
-			r = 0;
-		}
+		cpumask_set_cpu(cpu, &caretaker_cpus);
+		WRITE_ONCE(vcpu->arch.caretaker_cpu, cpu);
+		r = 0;
 	}
 	mutex_unlock(&caretaker_lock);
 	cpus_read_unlock();
-	unlock_device_hotplug();
 	return r;
 }
 
@@ -156,13 +256,13 @@ void kvm_caretaker_release(struct kvm_vcpu *vcpu)
 {
 	int cpu = vcpu->arch.caretaker_cpu;
 
+	free_page((unsigned long)vcpu->arch.caretaker_ring);
+	vcpu->arch.caretaker_ring = NULL;
 	if (cpu < 0)
 		return;
-	lock_device_hotplug();
 	mutex_lock(&caretaker_lock);
-	caretaker_give_back_cpu(cpu);
+	cpumask_clear_cpu(cpu, &caretaker_cpus);
 	mutex_unlock(&caretaker_lock);
-	unlock_device_hotplug();
 	vcpu->arch.caretaker_cpu = -1;
 }
 
@@ -175,8 +275,18 @@ void kvm_caretaker_bind(struct kvm_vcpu *vcpu, struct task_struct *task)
 {
 	int cpu = vcpu->arch.caretaker_cpu;
 
-	if (cpu >= 0 && cpu_online(cpu))
+	if (cpu < 0)
+		return;
+	cpus_read_lock();
+	if (cpu_online(cpu))
 		kthread_bind(task, cpu);
+	cpus_read_unlock();
+}
+
+/* What ends a halt, as kvm_arch_vcpu_runnable() and vcpu_block() see it. */
+static bool caretaker_wakes(struct kvm_vcpu *vcpu)
+{
+	return kvm_vcpu_has_events(vcpu) || vcpu->arch.pv.pv_unhalted;
 }
 
 /*
@@ -184,57 +294,80 @@ void kvm_caretaker_bind(struct kvm_vcpu *vcpu, struct task_struct *task)
  * is marked IN_GUEST_MODE meanwhile, so that kvm_vcpu_kick() and
  * KVM_REQUEST_WAIT requests send this CPU an IPI, as they would for a vCPU
  * that runs the guest, and the IPI ends the HLT.  The APIC timer's hrtimer
- * ends it too.  Other requests wait, as they do for a vCPU blocked in
- * kvm_vcpu_halt(): the guest runs no instruction before they are served.
+ * ends it too; a timer on the VMX preemption timer, which only counts in
+ * guest mode, moves to the hrtimer first, as in vcpu_block().  Other
+ * requests wait, as they do for a vCPU blocked in kvm_vcpu_halt(): the guest
+ * runs no instruction before they are served.
  */
 static void caretaker_halt(struct kvm_vcpu *vcpu)
 {
+	bool hv_timer = kvm_lapic_hv_timer_in_use(vcpu);
+	u64 t0;
+
+	if (hv_timer)
+		kvm_lapic_switch_to_sw_timer(vcpu);
+	/*
+	 * As in vcpu_enter_guest(): ->mode is set before the checks below, so
+	 * that a kick either sees IN_GUEST_MODE and sends the IPI that ends
+	 * the HLT, or made its request or event visible to the checks.
+	 */
 	smp_store_release(&vcpu->mode, IN_GUEST_MODE);
-	/* Orders ->mode against the checks, as in vcpu_enter_guest(). */
 	smp_mb();
 	if (!__xfer_to_guest_mode_work_pending() &&
-	    !kvm_test_request(KVM_REQ_UNBLOCK, vcpu) &&
-	    !kvm_vcpu_has_events(vcpu)) {
+	    !kvm_test_request(KVM_REQ_UNBLOCK, vcpu) && !caretaker_wakes(vcpu)) {
+		t0 = rdtsc();
 		++vcpu->stat.caretaker_halts;
-		native_safe_halt();
+		caretaker_record(vcpu, KVM_CARETAKER_REC_HALT, 0);
+		safe_halt();
 		local_irq_disable();
+		caretaker_record(vcpu, KVM_CARETAKER_REC_WAKE, tsc_khz ?
+				 min_t(u64, (rdtsc() - t0) * 1000 / tsc_khz, U32_MAX) : 0);
 	}
 	vcpu->mode = OUTSIDE_GUEST_MODE;
+	/* As after a run of the guest: ->mode before what the vCPU does next. */
 	smp_wmb();
+	if (hv_timer)
+		kvm_lapic_switch_to_hv_timer(vcpu);
 }
 
 /*
  * The work vcpu_run() and vcpu_enter_guest() would do between two runs of
  * the guest, where it can be done with IRQs off: deliver an expired APIC
  * timer, wake a halted vCPU, inject events.  Returns false if something
- * needs the slow path: a signal, the scheduler, or a request other than
- * KVM_REQ_EVENT and KVM_REQ_UNBLOCK.
+ * needs the slow path: a signal, the scheduler, a request other than
+ * KVM_REQ_EVENT and KVM_REQ_UNBLOCK, a PV EOI or vAPIC page to sync, an
+ * interrupt window for userspace.  *@injected says whether an event was
+ * put in the VMCB/VMCS, to cancel if the guest is not entered.
  */
-static bool caretaker_serve(struct kvm_vcpu *vcpu)
+static bool caretaker_serve(struct kvm_vcpu *vcpu, bool *injected)
 {
 	for (;;) {
-		if (__xfer_to_guest_mode_work_pending())
+		if (__xfer_to_guest_mode_work_pending() ||
+		    vcpu->arch.apic_attention || vcpu->run->request_interrupt_window)
 			return false;
 
 		kvm_clear_request(KVM_REQ_UNBLOCK, vcpu);
-		if (kvm_cpu_has_pending_timer(vcpu))
+		if (kvm_cpu_has_pending_timer(vcpu)) {
 			kvm_inject_pending_timer_irqs(vcpu);
+			caretaker_record(vcpu, KVM_CARETAKER_REC_TIMER, 0);
+		}
 
 		if (vcpu->arch.mp_state == KVM_MP_STATE_HALTED) {
-			if (!kvm_vcpu_has_events(vcpu)) {
+			if (!caretaker_wakes(vcpu)) {
 				caretaker_halt(vcpu);
 				continue;
 			}
 			/* As vcpu_block() does when the vCPU wakes up. */
-			vcpu->arch.pv.pv_unhalted = false;
 			kvm_set_mp_state(vcpu, KVM_MP_STATE_RUNNABLE);
 		}
 		if (vcpu->arch.mp_state != KVM_MP_STATE_RUNNABLE)
 			return false;
 
-		if (kvm_test_request(KVM_REQ_EVENT, vcpu) &&
-		    !kvm_x86_inject_events_irqoff(vcpu))
-			return false;
+		if (kvm_test_request(KVM_REQ_EVENT, vcpu)) {
+			if (!kvm_x86_inject_events_irqoff(vcpu))
+				return false;
+			*injected = true;
+		}
 
 		return !kvm_request_pending(vcpu);
 	}
@@ -243,6 +376,10 @@ static bool caretaker_serve(struct kvm_vcpu *vcpu)
 /* Back to guest mode, as vcpu_enter_guest() enters it. */
 static bool caretaker_reenter(struct kvm_vcpu *vcpu)
 {
+	/*
+	 * ->mode before the requests and the PIR, as in vcpu_enter_guest()
+	 * (where smp_mb__after_srcu_read_unlock() is the full barrier).
+	 */
 	smp_store_release(&vcpu->mode, IN_GUEST_MODE);
 	smp_mb();
 	if (kvm_lapic_enabled(vcpu))
@@ -250,8 +387,21 @@ static bool caretaker_reenter(struct kvm_vcpu *vcpu)
 	if (!kvm_x86_vcpu_exit_request(vcpu))
 		return true;
 	vcpu->mode = OUTSIDE_GUEST_MODE;
+	/* Pairs with kvm_vcpu_exiting_guest_mode(), as in vcpu_enter_guest(). */
 	smp_wmb();
 	return false;
+}
+
+/*
+ * What was refused when the capability was enabled but may have changed
+ * since (KVM_SET_CPUID2, KVM_SET_NESTED_STATE): then the vCPU runs as under
+ * KVM_RUN.
+ */
+static bool caretaker_can_run(struct kvm_vcpu *vcpu)
+{
+	return !is_guest_mode(vcpu) && !kvm_vcpu_apicv_active(vcpu) &&
+	       !guest_cpu_cap_has(vcpu, X86_FEATURE_SVM) &&
+	       !guest_cpu_cap_has(vcpu, X86_FEATURE_VMX);
 }
 
 /*
@@ -265,25 +415,37 @@ static bool caretaker_reenter(struct kvm_vcpu *vcpu)
 fastpath_t kvm_caretaker_run(struct kvm_vcpu *vcpu, u64 run_flags)
 {
 	fastpath_t exit_fastpath;
+	bool injected;
 	int tries;
+
+	if (!caretaker_can_run(vcpu))
+		return kvm_x86_run_guest_once(vcpu, run_flags);
 
 	for (;;) {
 		exit_fastpath = kvm_x86_run_guest_once(vcpu, run_flags);
 		run_flags = 0;
+		injected = false;
+		/* As vcpu_run() does before each entry. */
+		vcpu->arch.at_instruction_boundary = false;
 
 		if (exit_fastpath == EXIT_FASTPATH_EXIT_USERSPACE)
 			break;
 		/* An exit that needs its handler; a host interrupt needs none. */
-		if (exit_fastpath == EXIT_FASTPATH_NONE &&
-		    !kvm_x86_call(exit_is_host_irq)(vcpu))
-			break;
+		if (exit_fastpath == EXIT_FASTPATH_NONE) {
+			if (!kvm_x86_call(exit_is_host_irq)(vcpu))
+				break;
+			++vcpu->stat.irq_exits;
+			caretaker_record(vcpu, KVM_CARETAKER_REC_HOST_IRQ, 0);
+		} else {
+			caretaker_record(vcpu, KVM_CARETAKER_REC_SERVED, exit_fastpath);
+		}
 
 		/*
 		 * A request that arrives between serving and entering is
 		 * served too, a few times, before the slow path gets it.
 		 */
 		for (tries = 0; tries < 4; tries++) {
-			if (!caretaker_serve(vcpu))
+			if (!caretaker_serve(vcpu, &injected))
 				goto slow;
 			if (caretaker_reenter(vcpu))
 				break;
@@ -293,9 +455,14 @@ fastpath_t kvm_caretaker_run(struct kvm_vcpu *vcpu, u64 run_flags)
 		++vcpu->stat.caretaker_exits;
 	}
 	++vcpu->stat.caretaker_slow_exits;
+	caretaker_record(vcpu, KVM_CARETAKER_REC_SLOW, KVM_CARETAKER_SLOW_EXIT);
 	return exit_fastpath;
 
 slow:
+	/* As vcpu_enter_guest() when it does not enter: the slow path injects again. */
+	if (injected)
+		kvm_x86_call(cancel_injection)(vcpu);
 	++vcpu->stat.caretaker_slow_exits;
+	caretaker_record(vcpu, KVM_CARETAKER_REC_SLOW, KVM_CARETAKER_SLOW_WORK);
 	return EXIT_FASTPATH_EXIT_HANDLED;
 }

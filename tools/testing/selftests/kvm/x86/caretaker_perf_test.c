@@ -45,15 +45,15 @@
 
 enum { G_IDLE, G_CPUID, G_PIO, G_STORM, G_WORK, G_TIMER_LAT, G_IPI_RTT };
 
-static volatile u64 job;		/* G_*, set by the host */
-static volatile u64 gen;		/* bumped by the host with each job */
+static u64 job;		/* G_*, set by the host */
+static u64 gen;		/* bumped by the host with each job */
 static u64 tsc_khz_g;
-static volatile u64 count[2];		/* work done */
-static volatile u64 ticks[2], ipis, pongs;
-static volatile u64 armed_deadline[2];
-static volatile u64 nsamples;
-static volatile u64 samples[NSAMPLES];
-static volatile u64 ipi_sent_tsc, ipi_back;
+static u64 count[2];		/* work done */
+static u64 ticks[2], ipis, pongs;
+static u64 armed_deadline[2];
+static u64 nsamples;
+static u64 samples[NSAMPLES];
+static u64 ipi_sent_tsc, ipi_back;
 
 static u32 me(void)
 {
@@ -74,7 +74,7 @@ static void timer_handler(struct ex_regs *regs)
 	u32 id = me();
 
 	ticks[id]++;
-	switch (job) {
+	switch (READ_ONCE(job)) {
 	case G_STORM:
 		if (id == 0)
 			x2apic_write_reg(APIC_ICR, (1ull << 32) | IPI_VEC);
@@ -97,10 +97,10 @@ static void ipi_handler(struct ex_regs *regs)
 
 	if (me() == 1) {
 		x2apic_write_reg(APIC_ICR, IPI_VEC);
-	} else if (job == G_IPI_RTT) {
+	} else if (READ_ONCE(job) == G_IPI_RTT) {
 		if (nsamples < NSAMPLES)
 			samples[nsamples++] = now - ipi_sent_tsc;
-		ipi_back = 1;
+		WRITE_ONCE(ipi_back, 1);
 	} else {
 		pongs++;
 	}
@@ -119,32 +119,32 @@ static void guest_code(void)
 	x2apic_write_reg(APIC_LVTT, TIMER_VEC | APIC_LVT_TIMER_TSCDEADLINE);
 	asm volatile("sti");
 	for (;;) {
-		while (gen == my_gen)
+		while (READ_ONCE(gen) == my_gen)
 			cpu_relax();
-		my_gen = gen;
-		j = job;
+		my_gen = READ_ONCE(gen);
+		j = READ_ONCE(job);
 		switch (j) {
 		case G_CPUID:
-			while (gen == my_gen) {
+			while (READ_ONCE(gen) == my_gen) {
 				a = 0; c = 0;
 				asm volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
-				count[id]++;
+				WRITE_ONCE(count[id], count[id] + 1);
 			}
 			break;
 		case G_PIO:
-			while (gen == my_gen) {
+			while (READ_ONCE(gen) == my_gen) {
 				GUEST_SYNC(0);
-				count[id]++;
+				WRITE_ONCE(count[id], count[id] + 1);
 			}
 			break;
 		case G_STORM:
 		case G_WORK:
 			tscdeadline_in(j == G_STORM ? 50 : 1000);
-			while (gen == my_gen)
-				count[id]++;
+			while (READ_ONCE(gen) == my_gen)
+				WRITE_ONCE(count[id], count[id] + 1);
 			break;
 		case G_TIMER_LAT:
-			while (gen == my_gen) {
+			while (READ_ONCE(gen) == my_gen) {
 				/* STI's shadow: no interrupt before the HLT. */
 				asm volatile("cli" ::: "memory");
 				if (id == 0)
@@ -153,16 +153,16 @@ static void guest_code(void)
 			}
 			break;
 		case G_IPI_RTT:
-			while (gen == my_gen) {
+			while (READ_ONCE(gen) == my_gen) {
 				if (id != 0) {
 					asm volatile("sti; hlt" ::: "memory");
 					continue;
 				}
 				asm volatile("cli" ::: "memory");
-				ipi_back = 0;
+				WRITE_ONCE(ipi_back, 0);
 				ipi_sent_tsc = rdtsc();
 				x2apic_write_reg(APIC_ICR, (1ull << 32) | IPI_VEC);
-				while (!ipi_back)
+				while (!READ_ONCE(ipi_back))
 					asm volatile("sti; hlt; cli" ::: "memory");
 				asm volatile("sti" ::: "memory");
 			}
@@ -171,7 +171,9 @@ static void guest_code(void)
 	}
 }
 
-#define G(vm, var) (*(volatile typeof(var) *)addr_gva2hva(vm, (gva_t)&(var)))
+#define GPTR(vm, var) ((typeof(var) *)addr_gva2hva(vm, (gva_t)&(var)))
+#define GREAD(vm, var) READ_ONCE(*GPTR(vm, var))
+#define GWRITE(vm, var, val) WRITE_ONCE(*GPTR(vm, var), val)
 
 static struct kvm_vm *vm;
 static struct kvm_vcpu *vcpus[2];
@@ -200,9 +202,9 @@ static void create_vm(int nr)
 
 static void set_job(u64 j)
 {
-	G(vm, job) = j;
-	G(vm, nsamples) = 0;
-	G(vm, gen) = G(vm, gen) + 1;
+	GWRITE(vm, job, j);
+	GWRITE(vm, nsamples, 0);
+	GWRITE(vm, gen, GREAD(vm, gen) + 1);
 }
 
 static FILE *out;
@@ -218,7 +220,7 @@ static void emit(const char *metric, double v)
 struct runner {
 	struct kvm_vcpu *vcpu;
 	pthread_t thread;
-	volatile bool stop;
+	bool stop;
 };
 
 static void *run_vcpu(void *arg)
@@ -226,7 +228,7 @@ static void *run_vcpu(void *arg)
 	struct runner *r = arg;
 	struct ucall uc;
 
-	while (!r->stop) {
+	while (!READ_ONCE(r->stop)) {
 		if (__vcpu_run(r->vcpu) && errno == EINTR)
 			continue;
 		TEST_ASSERT(get_ucall(r->vcpu, &uc) != UCALL_ABORT, "guest assert");
@@ -234,12 +236,12 @@ static void *run_vcpu(void *arg)
 	return NULL;
 }
 
-static double window_rate(volatile u64 *c, int ms)
+static double window_rate(u64 *c, int ms)
 {
-	u64 c0 = *c, t0 = now_ns();
+	u64 c0 = READ_ONCE(*c), t0 = now_ns();
 
 	usleep(ms * 1000);
-	return (*c - c0) * 1e9 / (now_ns() - t0);
+	return (READ_ONCE(*c) - c0) * 1e9 / (now_ns() - t0);
 }
 
 static void kick_runners(struct runner *r, int n)
@@ -247,7 +249,7 @@ static void kick_runners(struct runner *r, int n)
 	int i;
 
 	for (i = 0; i < n; i++) {
-		r[i].stop = true;
+		WRITE_ONCE(r[i].stop, true);
 		pthread_kill(r[i].thread, SIGUSR1);
 	}
 	for (i = 0; i < n; i++)
@@ -272,19 +274,19 @@ static void bench_exits(int rounds, int ms)
 			pthread_create(&r[i].thread, NULL, run_vcpu, &r[i]);
 		}
 		set_job(G_CPUID);
-		cpuid[k] = window_rate(&G(vm, count[0]), ms);
+		cpuid[k] = window_rate(GPTR(vm, count[0]), ms);
 		set_job(G_PIO);
-		pio[k] = window_rate(&G(vm, count[0]), ms);
+		pio[k] = window_rate(GPTR(vm, count[0]), ms);
 		set_job(G_STORM);
 		usleep(50000);
 		{
-			u64 t0 = G(vm, ticks[0]) + G(vm, ticks[1]), p0 = G(vm, pongs);
+			u64 t0 = GREAD(vm, ticks[0]) + GREAD(vm, ticks[1]), p0 = GREAD(vm, pongs);
 			u64 n0 = now_ns(), dt;
 
 			usleep(ms * 1000);
 			dt = now_ns() - n0;
-			timers[k] = (G(vm, ticks[0]) + G(vm, ticks[1]) - t0) * 1e9 / dt;
-			rtt[k] = (G(vm, pongs) - p0) * 1e9 / dt;
+			timers[k] = (GREAD(vm, ticks[0]) + GREAD(vm, ticks[1]) - t0) * 1e9 / dt;
+			rtt[k] = (GREAD(vm, pongs) - p0) * 1e9 / dt;
 		}
 		set_job(G_IDLE);
 		kick_runners(r, 2);
@@ -390,12 +392,12 @@ static int cmp_u64(const void *a, const void *b)
 static void percentiles(double *p50, double *p99, double *max)
 {
 	static u64 s[NSAMPLES];
-	u64 n = G(vm, nsamples);
+	u64 n = GREAD(vm, nsamples);
 	u64 i;
 
 	TEST_ASSERT(n >= 100, "only %lu samples", n);
 	for (i = 0; i < n; i++)
-		s[i] = G(vm, samples[i]);
+		s[i] = GREAD(vm, samples[i]);
 	qsort(s, n, sizeof(*s), cmp_u64);
 	*p50 = s[n / 2] * 1000.0 / tsc_khz_g;
 	*p99 = s[n * 99 / 100] * 1000.0 / tsc_khz_g;
@@ -406,9 +408,11 @@ static void bench_caretaker(int rounds, int ms)
 {
 	double work[2][64], lat50[2][64], lat99[2][64], latmax[2][64];
 	double ipi50[2][64], ipi99[2][64], ipimax[2][64];
-	const char *names[] = { "guest_work_rate", "timer_latency_p50_us", "timer_latency_p99_us",
-				"timer_latency_max_us", "ipi_round_trip_p50_us",
-				"ipi_round_trip_p99_us", "ipi_round_trip_max_us" };
+	static const char * const names[] = {
+		"guest_work_rate", "timer_latency_p50_us", "timer_latency_p99_us",
+		"timer_latency_max_us", "ipi_round_trip_p50_us", "ipi_round_trip_p99_us",
+		"ipi_round_trip_max_us",
+	};
 	double *m[][2] = { { work[0], work[1] }, { lat50[0], lat50[1] }, { lat99[0], lat99[1] },
 			   { latmax[0], latmax[1] }, { ipi50[0], ipi50[1] },
 			   { ipi99[0], ipi99[1] }, { ipimax[0], ipimax[1] } };
@@ -423,13 +427,13 @@ static void bench_caretaker(int rounds, int ms)
 			start_vm(c);
 			set_job(G_WORK);
 			usleep(50000);
-			work[c][k] = window_rate(&G(vm, count[0]), ms);
+			work[c][k] = window_rate(GPTR(vm, count[0]), ms);
 			set_job(G_TIMER_LAT);
-			for (i = 0; i < 100 && G(vm, nsamples) < 1000; i++)
+			for (i = 0; i < 100 && GREAD(vm, nsamples) < 1000; i++)
 				usleep(20000);
 			percentiles(&lat50[c][k], &lat99[c][k], &latmax[c][k]);
 			set_job(G_IPI_RTT);
-			for (i = 0; i < 100 && G(vm, nsamples) < 1000; i++)
+			for (i = 0; i < 100 && GREAD(vm, nsamples) < 1000; i++)
 				usleep(20000);
 			percentiles(&ipi50[c][k], &ipi99[c][k], &ipimax[c][k]);
 			set_job(G_IDLE);
@@ -437,10 +441,13 @@ static void bench_caretaker(int rounds, int ms)
 				run_async(vcpus[i], KVM_RUN_ASYNC_STOP);
 			kvm_vm_free(vm);
 		}
-		printf("round %d: work %.0f/%.0f, timer p50 %.1f/%.1f us, IPI p50 %.1f/%.1f us (KVM_RUN_ASYNC/caretaker)\n",
-		       k, work[0][k], work[1][k], lat50[0][k], lat50[1][k], ipi50[0][k], ipi50[1][k]);
+		printf(
+			"round %d (KVM_RUN_ASYNC/caretaker): work %.0f/%.0f, timer p50 %.1f/%.1f us, IPI p50 %.1f/%.1f us\n",
+		       k, work[0][k], work[1][k], lat50[0][k], lat50[1][k],
+		       ipi50[0][k], ipi50[1][k]);
 	}
-	printf("\n%-32s %14s %14s %8s\n", "caretaker (medians)", "KVM_RUN_ASYNC", "caretaker", "ratio");
+	printf("\n%-32s %14s %14s %8s\n", "caretaker (medians)", "KVM_RUN_ASYNC", "caretaker",
+	       "ratio");
 	for (i = 0; i < (int)ARRAY_SIZE(names); i++) {
 		double a = median(m[i][0], rounds), b = median(m[i][1], rounds);
 
@@ -470,7 +477,7 @@ int main(int argc, char *argv[])
 			file = optarg;
 			break;
 		default:
-			printf("usage: %s [-m exits|caretaker] [-r rounds] [-w window_ms] [-o file]\n",
+			printf("usage: %s [-m exits|caretaker] [-r n] [-w ms] [-o file]\n",
 			       argv[0]);
 			exit(KSFT_FAIL);
 		}
