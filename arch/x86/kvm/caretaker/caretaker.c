@@ -17,6 +17,7 @@
 #include <linux/capability.h>
 #include <linux/cpu.h>
 #include <linux/device.h>
+#include <linux/device.h>
 #include <linux/kthread.h>
 #include <linux/kvm_host.h>
 #include <linux/sched/isolation.h>
@@ -31,12 +32,36 @@
 
 /*
  * The CPUs given to a caretaker, one vCPU each.  While a caretaker holds a
- * CPU, the CPU stays online: its teardown fails with EBUSY, and the offline
- * operation is rolled back.
+ * CPU, the CPU stays online.  Offlining it through its CPU device (the
+ * "online" file) fails with EPERM before anything is torn down, as for a CPU
+ * that cannot be hot-unplugged.  Other paths to cpu_down() (the hotplug
+ * "target" file, SMT control, suspend) meet a teardown callback that fails
+ * with EBUSY and rolls the operation back; by then the scheduler has pushed
+ * the vCPU's task off the CPU, and the vCPU runs as under KVM_RUN.
  */
 static DEFINE_MUTEX(caretaker_lock);
 static struct cpumask caretaker_cpus;
+/* The CPUs whose device was not offline_disabled before a caretaker held it. */
+static struct cpumask caretaker_dev_flag;
 static int caretaker_hp_state;
+
+static void caretaker_hold_cpu(unsigned int cpu)
+{
+	struct device *dev = get_cpu_device(cpu);
+
+	cpumask_set_cpu(cpu, &caretaker_cpus);
+	if (dev && !dev_test_and_set_offline_disabled(dev))
+		cpumask_set_cpu(cpu, &caretaker_dev_flag);
+}
+
+static void caretaker_give_back_cpu(unsigned int cpu)
+{
+	struct device *dev = get_cpu_device(cpu);
+
+	if (dev && cpumask_test_and_clear_cpu(cpu, &caretaker_dev_flag))
+		dev_clear_offline_disabled(dev);
+	cpumask_clear_cpu(cpu, &caretaker_cpus);
+}
 
 static int caretaker_cpu_down(unsigned int cpu)
 {
@@ -242,7 +267,7 @@ int kvm_caretaker_enable(struct kvm_vcpu *vcpu, struct kvm_enable_cap *cap)
 	} else if (cpumask_test_cpu(cpu, &caretaker_cpus)) {
 		r = caretaker_refuse(vcpu, -EBUSY, "another vCPU has the CPU");
 	} else {
-		cpumask_set_cpu(cpu, &caretaker_cpus);
+		caretaker_hold_cpu(cpu);
 		WRITE_ONCE(vcpu->arch.caretaker_cpu, cpu);
 		r = 0;
 	}
@@ -261,7 +286,7 @@ void kvm_caretaker_release(struct kvm_vcpu *vcpu)
 	if (cpu < 0)
 		return;
 	mutex_lock(&caretaker_lock);
-	cpumask_clear_cpu(cpu, &caretaker_cpus);
+	caretaker_give_back_cpu(cpu);
 	mutex_unlock(&caretaker_lock);
 	vcpu->arch.caretaker_cpu = -1;
 }
