@@ -290,6 +290,8 @@ static void bench_exits(int rounds, int ms)
 		}
 		set_job(G_IDLE);
 		kick_runners(r, 2);
+		printf("round %d: cpuid %.0f/s, pio %.0f/s, storm: %.0f timer IRQs/s, %.0f IPI round trips/s\n",
+		       k, cpuid[k], pio[k], timers[k], rtt[k]);
 	}
 	printf("%-48s %14s\n", "KVM_RUN exits (medians)", "per second");
 	emit("cpuid_exits", median(cpuid, rounds));
