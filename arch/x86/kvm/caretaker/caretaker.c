@@ -337,6 +337,7 @@ static void caretaker_halt(struct kvm_vcpu *vcpu)
 	 * the HLT, or made its request or event visible to the checks.
 	 */
 	smp_store_release(&vcpu->mode, IN_GUEST_MODE);
+	/* Full barrier: ->mode is visible before the checks read anything. */
 	smp_mb();
 	if (!__xfer_to_guest_mode_work_pending() &&
 	    !kvm_test_request(KVM_REQ_UNBLOCK, vcpu) && !caretaker_wakes(vcpu)) {
@@ -406,6 +407,7 @@ static bool caretaker_reenter(struct kvm_vcpu *vcpu)
 	 * (where smp_mb__after_srcu_read_unlock() is the full barrier).
 	 */
 	smp_store_release(&vcpu->mode, IN_GUEST_MODE);
+	/* Full barrier: ->mode is visible before requests and PIR are read. */
 	smp_mb();
 	if (kvm_lapic_enabled(vcpu))
 		kvm_x86_call(sync_pir_to_irr)(vcpu);

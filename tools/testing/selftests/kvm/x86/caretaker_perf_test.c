@@ -290,7 +290,7 @@ static void bench_exits(int rounds, int ms)
 		}
 		set_job(G_IDLE);
 		kick_runners(r, 2);
-		printf("round %d: cpuid %.0f/s, pio %.0f/s, storm: %.0f timer IRQs/s, %.0f IPI round trips/s\n",
+		printf("round %d: cpuid %.0f/s, pio %.0f/s, storm: %.0f timers/s, %.0f IPI RTT/s\n",
 		       k, cpuid[k], pio[k], timers[k], rtt[k]);
 	}
 	printf("%-48s %14s\n", "KVM_RUN exits (medians)", "per second");
@@ -443,8 +443,7 @@ static void bench_caretaker(int rounds, int ms)
 				run_async(vcpus[i], KVM_RUN_ASYNC_STOP);
 			kvm_vm_free(vm);
 		}
-		printf(
-			"round %d (KVM_RUN_ASYNC/caretaker): work %.0f/%.0f, timer p50 %.1f/%.1f us, IPI p50 %.1f/%.1f us\n",
+		printf("%d (async/caretaker): work %.0f/%.0f, timer %.1f/%.1f, IPI %.1f/%.1f\n",
 		       k, work[0][k], work[1][k], lat50[0][k], lat50[1][k],
 		       ipi50[0][k], ipi50[1][k]);
 	}
