@@ -53,6 +53,7 @@ static u64 pings_on;		/* vCPU 0: ping vCPU 1 on each tick */
 static u64 ticks[NR_VCPUS], loops[NR_VCPUS], bad[NR_VCPUS];
 static u64 pings, pongs, pings_got, syncs;
 static u64 seen[NR_VCPUS];
+static u64 ready[NR_VCPUS];		/* the vCPU's APIC is enabled */
 /* Read by the guest; remapped and rewritten by the host. */
 static u64 probe[512] __aligned(4096);
 static u64 cur_mode[NR_VCPUS] = { -1ull, -1ull };
@@ -90,8 +91,12 @@ static void timer_handler(struct ex_regs *regs)
 	u32 id = me();
 
 	ticks[id]++;
-	/* One ping in flight at a time: two pending IPIs would coalesce. */
-	if (id == 0 && READ_ONCE(pings_on) && READ_ONCE(pongs) == pings) {
+	/*
+	 * One ping in flight at a time: two pending IPIs would coalesce.  None
+	 * before vCPU 1's APIC is enabled, which would drop it.
+	 */
+	if (id == 0 && READ_ONCE(pings_on) && READ_ONCE(ready[1]) &&
+	    READ_ONCE(pongs) == pings) {
 		pings++;
 		x2apic_write_reg(APIC_ICR, (1ull << 32) | APIC_DM_FIXED | IPI_VEC);
 	}
@@ -157,6 +162,7 @@ static void guest_code(void)
 	x2apic_enable();
 	id = me();
 	x2apic_write_reg(APIC_SPIV, APIC_SPIV_APIC_ENABLED | 0xff);
+	WRITE_ONCE(ready[id], 1);
 	arm_timer(id);
 	for (;;) {
 		if (halt_and_check(REG_PATTERN + loops[id] * 16))
