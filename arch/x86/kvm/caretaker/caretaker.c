@@ -17,7 +17,6 @@
 #include <linux/capability.h>
 #include <linux/cpu.h>
 #include <linux/device.h>
-#include <linux/device.h>
 #include <linux/kthread.h>
 #include <linux/kvm_host.h>
 #include <linux/sched/isolation.h>
@@ -108,6 +107,11 @@ static void caretaker_record(struct kvm_vcpu *vcpu, u16 type, u32 data)
 	u64 head = le64_to_cpu(ring->head);
 	struct kvm_caretaker_record *rec = &ring->rec[head % KVM_CARETAKER_RING_RECORDS];
 
+	/*
+	 * The last head before this slot is overwritten: a reader that sees
+	 * the new bytes also sees a head that tells it the slot is stale.
+	 */
+	smp_wmb();
 	rec->tsc = cpu_to_le64(rdtsc());
 	rec->type = cpu_to_le16(type);
 	rec->data = cpu_to_le32(data);
@@ -208,7 +212,8 @@ static int caretaker_check_vcpu(struct kvm_vcpu *vcpu)
 		return caretaker_refuse(vcpu, -EOPNOTSUPP, "nested virtualization");
 	if (kvm_vcpu_has_mediated_pmu(vcpu))
 		return caretaker_refuse(vcpu, -EOPNOTSUPP, "the mediated PMU");
-	if (kvm_xen_msr_enabled(kvm) || kvm_xen_hypercall_enabled(kvm))
+	if (kvm_xen_msr_enabled(kvm) || kvm_xen_hypercall_enabled(kvm) ||
+	    kvm_xen_timer_enabled(vcpu))
 		return caretaker_refuse(vcpu, -EOPNOTSUPP, "Xen emulation");
 	if (vcpu->arch.tsc_always_catchup)
 		return caretaker_refuse(vcpu, -EOPNOTSUPP, "TSC catch-up");
@@ -373,13 +378,18 @@ static bool caretaker_serve(struct kvm_vcpu *vcpu, bool *injected)
 			return false;
 
 		kvm_clear_request(KVM_REQ_UNBLOCK, vcpu);
-		if (kvm_cpu_has_pending_timer(vcpu)) {
-			kvm_inject_pending_timer_irqs(vcpu);
+		/* The local APIC's timer only: a Xen timer is refused. */
+		if (apic_has_pending_timer(vcpu)) {
+			kvm_inject_apic_timer_irqs(vcpu);
 			caretaker_record(vcpu, KVM_CARETAKER_REC_TIMER, 0);
 		}
 
 		if (vcpu->arch.mp_state == KVM_MP_STATE_HALTED) {
 			if (!caretaker_wakes(vcpu)) {
+				/* A kick for dirty logging wants the PML flush. */
+				if (kvm_x86_ops.cpu_dirty_log_size &&
+				    atomic_read(&vcpu->kvm->nr_memslots_dirty_logging))
+					return false;
 				caretaker_halt(vcpu);
 				continue;
 			}
@@ -389,6 +399,13 @@ static bool caretaker_serve(struct kvm_vcpu *vcpu, bool *injected)
 		if (vcpu->arch.mp_state != KVM_MP_STATE_RUNNABLE)
 			return false;
 
+		/*
+		 * Any other request first, in the slow path: KVM_REQ_NMI or
+		 * KVM_REQ_SMI, for one, must be processed before an interrupt
+		 * is injected ahead of them.
+		 */
+		if (READ_ONCE(vcpu->requests) & ~BIT_ULL(KVM_REQ_EVENT & KVM_REQUEST_MASK))
+			return false;
 		if (kvm_test_request(KVM_REQ_EVENT, vcpu)) {
 			if (!kvm_x86_inject_events_irqoff(vcpu))
 				return false;
@@ -428,7 +445,8 @@ static bool caretaker_can_run(struct kvm_vcpu *vcpu)
 {
 	return !is_guest_mode(vcpu) && !kvm_vcpu_apicv_active(vcpu) &&
 	       !guest_cpu_cap_has(vcpu, X86_FEATURE_SVM) &&
-	       !guest_cpu_cap_has(vcpu, X86_FEATURE_VMX);
+	       !guest_cpu_cap_has(vcpu, X86_FEATURE_VMX) &&
+	       !vcpu->arch.tsc_always_catchup && !kvm_xen_timer_enabled(vcpu);
 }
 
 /*
@@ -452,8 +470,6 @@ fastpath_t kvm_caretaker_run(struct kvm_vcpu *vcpu, u64 run_flags)
 		exit_fastpath = kvm_x86_run_guest_once(vcpu, run_flags);
 		run_flags = 0;
 		injected = false;
-		/* As vcpu_run() does before each entry. */
-		vcpu->arch.at_instruction_boundary = false;
 
 		if (exit_fastpath == EXIT_FASTPATH_EXIT_USERSPACE)
 			break;
@@ -474,8 +490,11 @@ fastpath_t kvm_caretaker_run(struct kvm_vcpu *vcpu, u64 run_flags)
 		for (tries = 0; tries < 4; tries++) {
 			if (!caretaker_serve(vcpu, &injected))
 				goto slow;
-			if (caretaker_reenter(vcpu))
+			if (caretaker_reenter(vcpu)) {
+				/* As vcpu_run() does before each entry. */
+				vcpu->arch.at_instruction_boundary = false;
 				break;
+			}
 		}
 		if (tries == 4)
 			goto slow;
