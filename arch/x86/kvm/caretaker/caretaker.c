@@ -387,7 +387,7 @@ static bool caretaker_serve(struct kvm_vcpu *vcpu, bool *injected)
 		if (vcpu->arch.mp_state == KVM_MP_STATE_HALTED) {
 			if (!caretaker_wakes(vcpu)) {
 				/* A kick for dirty logging wants the PML flush. */
-				if (kvm_x86_ops.cpu_dirty_log_size &&
+				if (vcpu->kvm->arch.cpu_dirty_log_size &&
 				    atomic_read(&vcpu->kvm->nr_memslots_dirty_logging))
 					return false;
 				caretaker_halt(vcpu);
