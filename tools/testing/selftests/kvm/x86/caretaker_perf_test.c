@@ -91,6 +91,11 @@ static void timer_handler(struct ex_regs *regs)
 	x2apic_write_reg(APIC_EOI, 0);
 }
 
+/* The APIC's spurious vector (SPIV): no EOI. */
+static void spurious_handler(struct ex_regs *regs)
+{
+}
+
 static void ipi_handler(struct ex_regs *regs)
 {
 	u64 now = rdtsc();
@@ -193,6 +198,7 @@ static void create_vm(int nr)
 	vm = vm_create_with_vcpus(nr, guest_code, vcpus);
 	vm_install_exception_handler(vm, TIMER_VEC, timer_handler);
 	vm_install_exception_handler(vm, IPI_VEC, ipi_handler);
+	vm_install_exception_handler(vm, 0xff, spurious_handler);
 	for (i = 0; i < nr; i++)
 		vcpu_clear_cpuid_feature(vcpus[i], X86_FEATURE_SVM);
 	tsc_khz_g = __vcpu_ioctl(vcpus[0], KVM_GET_TSC_KHZ, NULL);
@@ -231,7 +237,8 @@ static void *run_vcpu(void *arg)
 	while (!READ_ONCE(r->stop)) {
 		if (__vcpu_run(r->vcpu) && errno == EINTR)
 			continue;
-		TEST_ASSERT(get_ucall(r->vcpu, &uc) != UCALL_ABORT, "guest assert");
+		if (get_ucall(r->vcpu, &uc) == UCALL_ABORT)
+			REPORT_GUEST_ASSERT(uc);
 	}
 	return NULL;
 }

@@ -105,6 +105,11 @@ static void timer_handler(struct ex_regs *regs)
 	x2apic_write_reg(APIC_EOI, 0);
 }
 
+/* The APIC's spurious vector (SPIV): no EOI. */
+static void spurious_handler(struct ex_regs *regs)
+{
+}
+
 static void ipi_handler(struct ex_regs *regs)
 {
 	if (me() == 1) {
@@ -314,6 +319,7 @@ static struct kvm_vm *create_vm(void)
 
 	vm_install_exception_handler(v, TIMER_VEC, timer_handler);
 	vm_install_exception_handler(v, IPI_VEC, ipi_handler);
+	vm_install_exception_handler(v, 0xff, spurious_handler);
 	for (i = 0; i < NR_VCPUS; i++)
 		vcpu_clear_cpuid_feature(vcpus[i], X86_FEATURE_SVM);
 	tsc_khz_g = __vcpu_ioctl(vcpus[0], KVM_GET_TSC_KHZ, NULL);
