@@ -337,7 +337,7 @@ static int isolated_cpus(void)
 
 static pid_t vcpu_task(int id)
 {
-	char path[64], want[32], buf[64];
+	char path[300], want[32], buf[64];
 	struct dirent *de;
 	pid_t pid = 0;
 	DIR *d = opendir("/proc");

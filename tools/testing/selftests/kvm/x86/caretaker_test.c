@@ -331,7 +331,7 @@ static struct kvm_vm *create_vm(void)
 /* The CPUs a task named kvm-vcpu-<pid>/<id> may run on, or "" if none. */
 static void vcpu_task_cpus(pid_t pid, int id, char *out, size_t len)
 {
-	char name[32], path[64], buf[256];
+	char name[32], path[300], buf[256];
 	struct dirent *de;
 	DIR *d = opendir("/proc");
 	FILE *f;
