@@ -25,7 +25,7 @@ if [ "$(cat "$MARK" 2>/dev/null)" != 2 ]; then
 	# v2 outlives v1 (its parent): the pipe ends when v2 closes its stdout.
 	"$BIN/demo/vmm-upgrade" | tee /tmp/vmm-upgrade.log
 	grep -q "stopped the guest" /tmp/vmm-upgrade.log || exit 1
-	step "vCPU caretaker: the guest ticks on isolated CPUs with its VMM asleep, then is brought back"
+	step "vCPU caretaker: the guest ticks on isolated CPUs, then on the same CPUs taken offline (no Linux, no VMM), then is brought back"
 	"$BIN/kvm/x86/caretaker_test" -d || exit 1
 	step "live update, kernel 1: a guest counts, stops, and goes into a LUO session (VM, vCPUs, memory)"
 	"$BIN/kvm/x86/vm_preserve_perf_test" -s 1 -d || exit 1
