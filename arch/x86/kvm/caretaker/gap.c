@@ -26,13 +26,13 @@
 
 #include <linux/kvm_host.h>
 #include <linux/mm.h>
+#include <linux/pgtable.h>
+#include <linux/processor.h>
 #include <linux/seq_file.h>
 
 #include <asm/apic.h>
 #include <asm/desc.h>
 #include <asm/nospec-branch.h>
-#include <asm/pgtable.h>
-#include <asm/processor.h>
 
 #include "caretaker.h"
 #include "gap.h"
@@ -50,7 +50,6 @@ static_assert(KVM_CARETAKER_STATE_FAULTED == KVM_CT_STATE_FAULTED);
 static_assert(KVM_CT_GAP_PGTABLE + (1 + KVM_CT_GAP_TABLES) * PAGE_SIZE ==
 	      KVM_CT_GAP_PAGES * PAGE_SIZE);
 static_assert(KVM_CT_GAP_PAGES * PAGE_SIZE <= KVM_CT_GAP_APIC);
-static_assert(KVM_CT_GAP_APIC < PAGE_SIZE << KVM_CT_GAP_ORDER);
 static_assert(KVM_CT_GAP_TSS + sizeof(struct x86_hw_tss) <= KVM_CT_GAP_CR3);
 static_assert(KVM_CT_GAP_CS == __KERNEL_CS && KVM_CT_GAP_DS == __KERNEL_DS);
 static_assert(KVM_CT_GAP_GDT + KVM_CT_GAP_TR + 16 <= KVM_CT_GAP_TSS);

@@ -19,7 +19,8 @@
 #define KVM_CT_GAP_PGTABLE	0x9000	/* the top level, then the tables below */
 #define KVM_CT_GAP_TABLES	8	/* for the block and the switch, 5 levels */
 #define KVM_CT_GAP_PAGES	18	/* pages in use */
-#define KVM_CT_GAP_APIC		0x1f000	/* the local APIC's page, for xAPIC mode */
+/* The last page: the local APIC's, for xAPIC mode. */
+#define KVM_CT_GAP_APIC		(((1 << KVM_CT_GAP_ORDER) - 1) * 0x1000)
 
 /* In the state page. */
 #define KVM_CT_GAP_GDT		0x000	/* null, null, code, data, TSS (16 bytes) */

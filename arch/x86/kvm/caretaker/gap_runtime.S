@@ -174,7 +174,9 @@ SYM_DATA_START(kvm_caretaker_gap_code)
 	vector = 0
 	.rept 256
 0:	ENDBR
-	.if vector == 8 || (vector >= 10 && vector <= 14) || vector == 17 || vector == 21 || vector == 29 || vector == 30
+	/* #DF, #TS, #NP, #SS, #GP, #PF, #AC, #CP, #VC, #SX push one. */
+	.if vector == 8 || (vector >= 10 && vector <= 14) || vector == 17 || \
+	    vector == 21 || vector == 29 || vector == 30
 	.else
 	pushq	$0
 	.endif
