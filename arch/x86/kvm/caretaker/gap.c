@@ -125,7 +125,8 @@ static int gap_map(void *block)
 				 _PAGE_PWT | nx);
 	if (!r)
 		r = gap_map_page(block, &used, sw,
-				 __sme_set(__pa_symbol(sw)) | _PAGE_PRESENT | _PAGE_ACCESSED);
+				 __sme_set(slow_virt_to_phys((void *)sw)) | _PAGE_PRESENT |
+				 _PAGE_ACCESSED);
 	*(u64 *)(block + KVM_CT_GAP_STATE + KVM_CT_GAP_SWITCH_SLOT) = pgd_index(sw);
 	*(u64 *)(block + KVM_CT_GAP_STATE + KVM_CT_GAP_SWITCH_ENTRY) =
 		((u64 *)(block + KVM_CT_GAP_PGTABLE))[pgd_index(sw)];
@@ -228,5 +229,5 @@ void kvm_caretaker_gap_enter(void *block)
 	gap_set_tss(state);
 	*(u64 *)(state + KVM_CT_GAP_FAULT) = 0;
 	kvm_caretaker_gap_switch(*(u64 *)(state + KVM_CT_GAP_CR3),
-				 (unsigned long)block + KVM_CT_GAP_CODE);
+				 (unsigned long)block + KVM_CT_GAP_CODE, state);
 }

@@ -67,7 +67,7 @@
 extern const u8 kvm_caretaker_gap_code[], kvm_caretaker_gap_code_end[];
 extern const u64 kvm_caretaker_gap_stubs_offset;
 /* In kernel text: load the runtime's page table, and jump to its entry. */
-void kvm_caretaker_gap_switch(u64 cr3, unsigned long entry);
+void kvm_caretaker_gap_switch(u64 cr3, unsigned long entry, void *state);
 #endif
 
 #endif /* __KVM_X86_CARETAKER_GAP_H */

@@ -15,6 +15,7 @@
 #include <asm/ibt.h>
 #include <asm/linkage.h>
 #include <asm/nospec-branch.h>
+#include <asm/processor-flags.h>
 #include "gap.h"
 
 #define GAP(ofs)	(.Lbase + (ofs))(%rip)
@@ -49,8 +50,8 @@ SYM_DATA_START(kvm_caretaker_gap_code)
 .Lbase:
 	/*
 	 * Entered from kvm_caretaker_gap_switch(), IRQs disabled, on the
-	 * runtime's page table, which still maps that function's page: unmap
-	 * it, and flush the TLB, global entries of the kernel's too.
+	 * runtime's GDT, TSS, IDT and page table, which still maps that
+	 * function's page: unmap it.
 	 */
 	ENDBR
 	cli
@@ -59,13 +60,6 @@ SYM_DATA_START(kvm_caretaker_gap_code)
 	movq	$0, (%rcx,%rax,8)
 	movq	%cr3, %rax
 	movq	%rax, %cr3
-	movq	%cr4, %rax
-	movq	%rax, %rcx
-	andq	$~(1 << 7), %rcx		/* X86_CR4_PGE */
-	movq	%rcx, %cr4
-	movq	%rax, %cr4
-	lgdt	STATE(KVM_CT_GAP_GDTR)
-	lidt	STATE(KVM_CT_GAP_IDTR)
 	leaq	GAP(KVM_CT_GAP_STACK), %rsp
 	pushq	$KVM_CT_GAP_CS
 	leaq	1f(%rip), %rax
@@ -77,8 +71,6 @@ SYM_DATA_START(kvm_caretaker_gap_code)
 	movl	%eax, %ss
 	movl	%eax, %fs
 	movl	%eax, %gs
-	movl	$KVM_CT_GAP_TR, %eax
-	ltr	%ax
 
 	/*
 	 * The tick: the local APIC timer, in TSC-deadline mode if the host
@@ -87,6 +79,7 @@ SYM_DATA_START(kvm_caretaker_gap_code)
 	cmpq	$0, STATE(KVM_CT_GAP_TSC_TICK)
 	je	2f
 	apic_write APIC_LVTT_REG, $(KVM_CT_GAP_TICK_VECTOR | (2 << 17))
+	mfence					/* the mode before the deadline */
 	rdtsc
 	shlq	$32, %rdx
 	orq	%rdx, %rax
@@ -128,13 +121,16 @@ SYM_DATA_START(kvm_caretaker_gap_code)
 .Lcommand:
 	movq	%rax, %rsi
 	movl	CTL(KVM_CT_CTL_CMD), %ecx
-	cmpl	$KVM_CT_CMD_FAULT, %ecx
-	jne	.Lpark
+	cmpl	$KVM_CT_CMD_PARK, %ecx
+	je	.Lpark
+	/* Anything but PARK and FAULT (a late RETURN) is done: nothing to do. */
 	movq	%rsi, CTL(KVM_CT_CTL_ACK_SEQ)
+	cmpl	$KVM_CT_CMD_FAULT, %ecx
+	jne	.Lloop
 	ud2
 
 .Lpark:
-	/* PARK, or a command it does not know: stop, for INIT. */
+	/* Stop, for INIT. */
 	call	.Lstop_tick
 	movl	$KVM_CT_STATE_PARKED, CTL(KVM_CT_CTL_STATE)
 	movq	%rsi, CTL(KVM_CT_CTL_ACK_SEQ)
@@ -228,14 +224,27 @@ SYM_DATA(kvm_caretaker_gap_stubs_offset, .quad .Lstubs - .Lbase)
 	.popsection
 
 /*
- * void kvm_caretaker_gap_switch(u64 cr3, unsigned long entry): in kernel
- * text, which the runtime's page table maps for this one jump.  Small and
- * aligned, so that it sits in one page.
+ * void kvm_caretaker_gap_switch(u64 cr3, unsigned long entry, void *state):
+ * in kernel text, which the runtime's page table maps for this one jump.
+ * Small and aligned, so that it sits in one page.  With IRQs disabled:
+ * flush the TLB (CR4.PGE off; global entries would map the block as the
+ * kernel does, not executable), leave FRED for the IDT, load the block's
+ * GDT, TSS and IDT (their selectors are the kernel's), then the runtime's
+ * page table: an NMI can hit the block's IDT only in the one instruction
+ * before that, and the runtime takes it.
  */
 	.text
-	.balign 64
+	.balign 128
 SYM_FUNC_START(kvm_caretaker_gap_switch)
 	ENDBR
+	movq	%cr4, %rax
+	movabsq	$~(X86_CR4_PGE | X86_CR4_FRED), %rcx
+	andq	%rcx, %rax
+	movq	%rax, %cr4
+	lgdt	KVM_CT_GAP_GDTR(%rdx)
+	movl	$KVM_CT_GAP_TR, %eax
+	ltr	%ax
+	lidt	KVM_CT_GAP_IDTR(%rdx)
 	movq	%rdi, %cr3
 	ANNOTATE_RETPOLINE_SAFE
 	jmp	*%rsi
