@@ -258,9 +258,27 @@ struct preserved_state {
 	u64 irqs_gpa;
 	u64 has_xcrs;
 	u64 apic_bus_ns;
+	u64 realtime_ns;	/* CLOCK_REALTIME when the vCPUs were recorded */
 	struct kvm_pit_state2 pit;
 	struct vcpu_state vcpus[MAX_VCPUS];
 };
+
+static u64 realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/*
+ * How far the guest's TSC may have moved since stage 1 recorded it: the
+ * time between the two stages by CLOCK_REALTIME, which the new kernel seeds
+ * from the RTC (good to about 1 s), plus 2 s for that, at the vCPU's TSC
+ * rate plus 10%.  A restore that lost the TSC offset, for one, would show
+ * the host's TSC: the whole uptime of the old kernel more.
+ */
+static u64 tsc_moved_max;
 
 static void assert_errno(int r, int e, const char *what)
 {
@@ -443,6 +461,17 @@ static int compare_nested_state(int vcpu, const struct vcpu_state *old,
 }
 
 /* The number of items of @new that differ from @old, each printed. */
+/* The TSC among the MSRs recorded. */
+static u64 now_tsc(const struct vcpu_state *s)
+{
+	u32 i;
+
+	for (i = 0; i < s->nmsrs; i++)
+		if (s->msrs[i].index == MSR_IA32_TSC)
+			return s->msrs[i].data;
+	return 0;
+}
+
 static int compare_vcpu_state(int vcpu, const struct vcpu_state *old,
 			      const struct vcpu_state *new, bool has_xcrs)
 {
@@ -503,7 +532,9 @@ static int compare_vcpu_state(int vcpu, const struct vcpu_state *old,
 		 * reference counter and the vCPU's run time from this kernel's
 		 * clocks (both are read-only to the guest).
 		 */
-		if (a->index == MSR_IA32_TSC ? b->data >= a->data : b->data == a->data)
+		if (a->index == MSR_IA32_TSC ?
+		    b->data >= a->data && b->data - a->data <= tsc_moved_max :
+		    b->data == a->data)
 			continue;
 		if (a->index == HV_X64_MSR_TIME_REF_COUNT || a->index == HV_X64_MSR_VP_RUNTIME)
 			continue;
@@ -891,6 +922,7 @@ static int preserve_main_vm(int luo_fd)
 	st->has_xcrs = kvm_has_cap(KVM_CAP_XCRS);
 	st->apic_bus_ns = kvm_has_cap(KVM_CAP_X86_APIC_BUS_CYCLES_NS) ? APIC_BUS_NS : 0;
 	vm_ioctl(vm, KVM_GET_PIT2, &st->pit);
+	st->realtime_ns = realtime_ns();
 
 	TEST_ASSERT(msr_list->nmsrs <= MAX_MSRS, "%u MSRs, at most %u here", msr_list->nmsrs,
 		    MAX_MSRS);
@@ -1155,7 +1187,7 @@ static void test_restore(int luo_fd)
 	struct stat sa, sb;
 	void *maps[MAX_SLOTS];
 	struct vcpu_state *now;
-	u64 *counts, *data, *irqs, j;
+	u64 *counts, *data, *irqs, j, elapsed;
 	bool l2_passed = false;
 	long mmap_size;
 	u8 v;
@@ -1222,6 +1254,14 @@ static void test_restore(int luo_fd)
 		for (j = 0; j < now->nmsrs; j++)
 			now->msrs[j].index = st->vcpus[i].msrs[j].index;
 		get_vcpu_state(vm_fd, vcpu_fds[i], st->has_xcrs, now);
+		elapsed = realtime_ns() - st->realtime_ns;
+		if ((s64)elapsed < 0)
+			elapsed = 0;
+		tsc_moved_max = (elapsed + 2000000000ull) / 1000 * st->vcpus[i].tsc_khz / 1000 *
+				11 / 10;
+		ksft_print_msg("vCPU %d: TSC +%lld in %llu ms between the stages (at most +%llu)\n",
+			       i, (long long)(now_tsc(now) - now_tsc(&st->vcpus[i])),
+			       elapsed / 1000000, tsc_moved_max);
 		n += compare_vcpu_state(i, &st->vcpus[i], now, st->has_xcrs);
 	}
 	free(now);
