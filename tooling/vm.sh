@@ -8,6 +8,11 @@
 # the whole QEMU process group after --timeout seconds: a hung guest is a
 # failure, never a hang.
 #
+# A boot that never reaches userspace within KLU_BOOT_LIMIT seconds (300)
+# is killed and started once more: about one boot in fifteen here hangs
+# early in QEMU TCG (right after "tsc: Unable to calibrate against PIT",
+# QEMU spinning), before anything of the command ran.
+#
 # usage: vm.sh [--timeout S] [--append ARGS] [--cpus N] [--memory M]
 #              [--kernel-console] -- CMD
 #
@@ -51,23 +56,45 @@ done
 # randomized kernel base that failed about once in twenty boots ("KHO: Failed
 # to reserve nid 0 scratch buffer"), which disables LUO; a fixed layout makes
 # every boot, and every CI run, the same.
-setsid "$TOOLING/in-root" vng --run "$C_OUT/arch/x86/boot/bzImage" \
-	--disable-kvm --cpus "$CPUS" --memory "$MEMORY" \
-	--qemu-opts="-cpu $QEMU_CPU -no-reboot" \
-	--rwdir /build/results ${VERBOSE:+"$VERBOSE"} \
-	--append "root=/dev/root liveupdate=on nokaslr panic=-1 log_buf_len=4M $CARETAKER_APPEND $APPEND" \
-	--exec "$*" </dev/null &
-pid=$!
+# The guest's first line, which says its userspace runs; vm.sh watches for
+# it (a file, since the output goes through a process substitution).
+UP_LINE="# vm.sh: the guest userspace runs"
+UP_MARK=$(mktemp)
+BOOT_LIMIT=${KLU_BOOT_LIMIT:-300}
+
+boot() {
+	rm -f "$UP_MARK"
+	setsid "$TOOLING/in-root" vng --run "$C_OUT/arch/x86/boot/bzImage" \
+		--disable-kvm --cpus "$CPUS" --memory "$MEMORY" \
+		--qemu-opts="-cpu $QEMU_CPU -no-reboot" \
+		--rwdir /build/results ${VERBOSE:+"$VERBOSE"} \
+		--append "root=/dev/root liveupdate=on nokaslr panic=-1 log_buf_len=4M $CARETAKER_APPEND $APPEND" \
+		--exec "echo '$UP_LINE'; $*" </dev/null \
+		> >(awk -v m="$UP_LINE" -v f="$UP_MARK" '{ print; fflush() }
+			!up && index($0, m) { printf "" > f; close(f); up = 1 }') &
+	pid=$!
+	deadline=$((SECONDS + LIMIT))
+	boot_deadline=$((SECONDS + BOOT_LIMIT))
+}
 
 # Whatever ends this script (success, watchdog, Ctrl-C, CI cancelling it),
 # nothing of the guest's process group survives it.
-reap() { kill -KILL -- -"$pid" 2>/dev/null || true; }
+reap() { kill -KILL -- -"$pid" 2>/dev/null || true; rm -f "$UP_MARK"; }
 trap reap EXIT
 trap 'exit 130' INT TERM HUP
 
 rc=
-deadline=$((SECONDS + LIMIT))
+boots=1
+boot "$@"
 while kill -0 "$pid" 2>/dev/null; do
+	if [ ! -e "$UP_MARK" ] && [ $SECONDS -ge $boot_deadline ] && [ $boots = 1 ]; then
+		echo "vm.sh: the guest's userspace did not start within ${BOOT_LIMIT}s (a hung boot); booting again" >&2
+		kill -KILL -- -"$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		boots=2
+		boot "$@"
+		continue
+	fi
 	if [ $SECONDS -ge $deadline ]; then
 		echo "vm.sh: the guest did not finish within ${LIMIT}s; killing it" >&2
 		kill -TERM -- -"$pid" 2>/dev/null || true
