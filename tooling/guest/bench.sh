@@ -21,6 +21,16 @@ if [ "$(cat "$MARK" 2>/dev/null)" = 2 ]; then
 	echo "kexec -e to this script: $(awk -v s="$(cat "$RESULTS/bench-kexec-start")" \
 		-v e="$(date +%s.%N)" 'BEGIN { printf "%.1f s", e - s }')"
 	"$BIN/kvm/x86/vm_preserve_perf_test" -s 2 -o "$RESULTS/bench-live-update.txt" || status=$?
+	echo
+	echo "== A guest in the caretaker's gap runtime through the same kexec, stage 2 (kvm/x86/caretaker_test -s 2)"
+	"$BIN/kvm/x86/caretaker_test" -s 2 >"$RESULTS/bench-gap.log" 2>&1 || status=$?
+	cat "$RESULTS/bench-gap.log"
+	# Its two figures: the runtime's tick and the guest's work, through the
+	# kexec (old kernel's reboot notifier to the new KVM's init) against a
+	# quiet second after it.
+	sed -n -e 's/.* ticks in \([0-9]*\) ms of kexec: .* ratio \([0-9.]*\)$/kexec_window_ms \1\ntick_ratio \2/p' \
+		-e 's/.*vCPU 0.s guest: \([0-9]*\) spins in the kexec: \([0-9.]*\)\/ms, quiet \([0-9.]*\)\/ms, ratio \([0-9.]*\)$/guest_spins_per_ms_kexec \2\nguest_spins_per_ms_quiet \3\nguest_work_ratio \4/p' \
+		"$RESULTS/bench-gap.log" >"$RESULTS/bench-gap.txt"
 	echo "$status" >"$RESULTS/bench-status"
 	exit 0
 fi
@@ -43,6 +53,11 @@ if ! "$BIN/kvm/x86/vm_preserve_perf_test" -s 1; then
 	echo 1 >"$RESULTS/bench-status"
 	exit 0
 fi
+echo
+echo "== A guest in the caretaker's gap runtime through the same kexec, stage 1 (kvm/x86/caretaker_test -s 1)"
+# A child keeps the VM, and this output file, until the kexec.
+"$BIN/kvm/x86/caretaker_test" -s 1 >"$RESULTS/bench-gap.1.log" 2>&1 || status=$?
+cat "$RESULTS/bench-gap.1.log"
 echo "$status" >"$RESULTS/bench-status.1"
 echo 2 >"$MARK"
 date +%s.%N >"$RESULTS/bench-kexec-start"
