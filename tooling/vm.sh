@@ -8,8 +8,9 @@
 # the whole QEMU process group after --timeout seconds: a hung guest is a
 # failure, never a hang.
 #
-# A boot that never reaches userspace within KLU_BOOT_LIMIT seconds (300)
-# is killed and started once more: about one boot in fifteen here hangs
+# A boot that never reaches userspace within KLU_BOOT_LIMIT seconds (300;
+# the guest's command first creates a file in the results directory, which
+# says it does) is killed and started once more: about one boot in fifteen here hangs
 # early in QEMU TCG (right after "tsc: Unable to calibrate against PIT",
 # QEMU spinning), before anything of the command ran.
 #
@@ -56,11 +57,12 @@ done
 # randomized kernel base that failed about once in twenty boots ("KHO: Failed
 # to reserve nid 0 scratch buffer"), which disables LUO; a fixed layout makes
 # every boot, and every CI run, the same.
-# The guest's first line, which says its userspace runs; vm.sh watches for
-# it (a file, since the output goes through a process substitution).
-UP_LINE="# vm.sh: the guest userspace runs"
-UP_MARK=$(mktemp)
+# The guest's command first creates a file in the shared results directory,
+# which says its userspace runs (its output may reach the host only later).
+UP_NAME=.vm-up-$$
+UP_MARK=$RESULTS/$UP_NAME
 BOOT_LIMIT=${KLU_BOOT_LIMIT:-300}
+mkdir -p "$RESULTS"
 
 boot() {
 	rm -f "$UP_MARK"
@@ -69,9 +71,7 @@ boot() {
 		--qemu-opts="-cpu $QEMU_CPU -no-reboot" \
 		--rwdir /build/results ${VERBOSE:+"$VERBOSE"} \
 		--append "root=/dev/root liveupdate=on nokaslr panic=-1 log_buf_len=4M $CARETAKER_APPEND $APPEND" \
-		--exec "echo '$UP_LINE'; $*" </dev/null \
-		> >(awk -v m="$UP_LINE" -v f="$UP_MARK" '{ print; fflush() }
-			!up && index($0, m) { printf "" > f; close(f); up = 1 }') &
+		--exec ": >/build/results/$UP_NAME; $*" </dev/null &
 	pid=$!
 	deadline=$((SECONDS + LIMIT))
 	boot_deadline=$((SECONDS + BOOT_LIMIT))
