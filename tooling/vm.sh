@@ -49,6 +49,20 @@ done
 [ $# -gt 0 ] || die "usage: vm.sh [options] -- CMD"
 [ -f "$OUT/arch/x86/boot/bzImage" ] || die "no kernel built yet; run: make kernel"
 
+# Under QEMU TCG the guest's TSC is the host's.  The kernel under test
+# calibrates it early against the HPET, and a busy host (right after a
+# kernel build) can make that estimate several hundred ppm off; the
+# refined calibration corrects it seconds later, but KVM, built in, took
+# the early value for its guests' TSC rate in between.  Its guests then run
+# with a TSC rate it cannot give without TSC scaling ("user requested TSC
+# rate below hardware speed"), and their TSC-deadline timers never fire in
+# that boot (seen: "TSC deadline: 0 ticks").  Give the kernel the host's
+# TSC rate, as the host's own kernel measured it (KLU_TSC_KHZ overrides).
+TSC_KHZ=${KLU_TSC_KHZ:-$(dmesg 2>/dev/null | sed -n \
+	-e 's/.*tsc: Refined TSC clocksource calibration: \([0-9]*\)\.\([0-9]\{3\}\) MHz.*/\1\2/p' \
+	-e 's/.*tsc: Detected \([0-9]*\)\.\([0-9]\{3\}\) MHz.*/\1\2/p' | tail -n 1)}
+[ -n "$TSC_KHZ" ] && APPEND="$APPEND tsc_early_khz=$TSC_KHZ"
+
 # panic=-1 and -no-reboot turn a guest panic into a QEMU exit.  root= names
 # virtme-ng's 9p root tag: without CONFIG_BLOCK the kernel has no fallback
 # that finds it, and virtme-ng 1.35 passes no root= for 9p.  log_buf_len
