@@ -447,6 +447,7 @@ int kvm_vm_ioctl_attach(struct kvm *kvm, void __user *argp)
 	kvm_for_each_vcpu(i, vcpu, kvm) {
 		struct task_struct *task = vcpu->async.task;
 
+		kvm_vcpu_async_set_mm(vcpu, current->mm);
 		if (task && cgroup_attach_task_all(current, task))
 			pr_warn_ratelimited("kvm: vCPU %d's task stays in the cgroups of the last VMM\n",
 					    vcpu->vcpu_id);
@@ -456,7 +457,7 @@ out_unlock:
 	mutex_unlock(&kvm->slots_lock);
 	kvm_unlock_all_vcpus(kvm);
 out_unpause:
-	/* vCPU tasks move to the new mm when they resume. */
+	/* vCPU tasks move to the new mm, pinned above, when they resume. */
 	kvm_for_each_vcpu(i, vcpu, kvm)
 		kvm_vcpu_async_unpause(vcpu);
 	/*

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -449,6 +450,48 @@ static void assert_errno(int r, int e, const char *what)
 		    what, e, errno, r);
 }
 
+/* Run as SCHED_FIFO on @cpu only; false if this process may not. */
+static bool fifo_on(int cpu)
+{
+	struct sched_param sp = { .sched_priority = 1 };
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return !sched_setaffinity(0, sizeof(set), &set) &&
+	       !sched_setscheduler(0, SCHED_FIFO, &sp);
+}
+
+/*
+ * Make the VMM that attaches die before its vCPU task has run again: this
+ * process and a spinner on every other CPU run as SCHED_FIFO, so no normal
+ * task runs until this one has exited (the spinners die with it).  Best
+ * effort: without it the test only races.
+ */
+static void outrun_vcpu_task(void)
+{
+	int cpu, me = sched_getcpu(), n = sysconf(_SC_NPROCESSORS_CONF);
+	int pipefd[2], spinners = 0;
+	char c;
+
+	TEST_ASSERT(!pipe(pipefd), "pipe");
+	for (cpu = 0; cpu < n; cpu++) {
+		if (cpu == me || fork())
+			continue;
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		c = fifo_on(cpu);
+		if (write(pipefd[1], &c, 1) != 1 || !c)
+			_exit(0);
+		for (;;)
+			;
+	}
+	for (cpu = 0; cpu < n - 1 && read(pipefd[0], &c, 1) == 1; cpu++)
+		spinners += c;
+	if (!fifo_on(me) || spinners < n - 1)
+		ksft_print_msg("cannot outrun the vCPU task: %d of %d CPUs\n",
+			       spinners + fifo_on(me), n);
+}
+
 static void test_errors(void)
 {
 	struct kvm_vm_detach detach = {};
@@ -535,11 +578,13 @@ static void test_errors(void)
 
 	/*
 	 * A child of this VMM has a new mm with the same mappings: it attaches,
-	 * and from then on this (old) mm is refused.
+	 * and from then on this (old) mm is refused.  It dies before the vCPU
+	 * task has moved to its mm, which the attach must pin for the task.
 	 */
 	child = fork();
 	TEST_ASSERT(child >= 0, "fork");
 	if (!child) {
+		outrun_vcpu_task();
 		if (attach_one(vm, 0, r0->region.userspace_addr, 0))
 			_exit(1);
 		/* Double attach. */
