@@ -472,6 +472,7 @@ static void outrun_vcpu_task(void)
 {
 	int cpu, me = sched_getcpu(), n = sysconf(_SC_NPROCESSORS_CONF);
 	int pipefd[2], spinners = 0;
+	bool fifo;
 	char c;
 
 	TEST_ASSERT(!pipe(pipefd), "pipe");
@@ -487,9 +488,9 @@ static void outrun_vcpu_task(void)
 	}
 	for (cpu = 0; cpu < n - 1 && read(pipefd[0], &c, 1) == 1; cpu++)
 		spinners += c;
-	if (!fifo_on(me) || spinners < n - 1)
-		ksft_print_msg("cannot outrun the vCPU task: %d of %d CPUs\n",
-			       spinners + fifo_on(me), n);
+	fifo = fifo_on(me);
+	if (!fifo || spinners < n - 1)
+		ksft_print_msg("cannot outrun the vCPU task: %d of %d CPUs\n", spinners + fifo, n);
 }
 
 static void test_errors(void)
