@@ -27,7 +27,9 @@ if [ "$(cat "$MARK" 2>/dev/null)" = 2 ]; then
 	# work through the kexec (old kernel's reboot notifier to the new KVM's
 	# init) against a quiet second after it; the guest's longest gap from
 	# the end of stage 1 to the park, against a quiet second in stage 1;
-	# the park and take; the rounds of the guest resumed from that state.
+	# the adoption (the vCPU's retrieve: park, take, set; the VM's
+	# retrieve to the vCPU running); the adopted guest's rounds, and its
+	# longest gap, which then spans the adoption too.
 	"$BIN/kvm/x86/caretaker_test" -s 2 -o "$RESULTS/bench-gap.txt" || status=$?
 	echo "$status" >"$RESULTS/bench-status"
 	exit 0

@@ -29,7 +29,7 @@ if [ "$(cat "$MARK" 2>/dev/null)" != 2 ]; then
 	"$BIN/kvm/x86/caretaker_test" -d || exit 1
 	step "live update, kernel 1: a guest counts, stops, and goes into a LUO session (VM, vCPUs, memory)"
 	"$BIN/kvm/x86/vm_preserve_perf_test" -s 1 -d || exit 1
-	step "gap runtime, kernel 1: a second guest spins on an offlined CPU, in the caretaker's gap runtime, handed over across the kexec"
+	step "gap runtime, kernel 1: a second guest, in a LUO session too, spins on an offlined CPU in the caretaker's gap runtime, which runs it through the kexec"
 	# A child keeps that VM, and this output file, until the kexec.
 	"$BIN/kvm/x86/caretaker_test" -s 1 >"$RESULTS/demo-gap.1.log" 2>&1 || exit 1
 	grep '^#' "$RESULTS/demo-gap.1.log"
@@ -48,6 +48,6 @@ echo "kernel: $(uname -r); what the previous kernel handed over:"
 dmesg | grep -v 'ommand line' | grep -i -E 'KHO|liveupdate|luo' | head -n 5 | sed 's/^/  dmesg: /'
 step "live update, kernel 2: the same guest, retrieved by a new VMM process, counts on"
 "$BIN/kvm/x86/vm_preserve_perf_test" -s 2 -d || exit 1
-step "gap runtime, kernel 2: that guest counted on through the kexec; this kernel parks it, takes its vCPU's state, and resumes it in a new VM"
+step "gap runtime, kernel 2: that guest counted on through the kexec; a new VMM retrieves it, which adopts its vCPU from the runtime, and it counts on"
 "$BIN/kvm/x86/caretaker_test" -s 2 | grep '^#' || exit 1
 step "done"
