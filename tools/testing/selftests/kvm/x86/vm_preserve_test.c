@@ -1029,6 +1029,8 @@ static void stage1(void)
 	preserve_fault_vms(luo_fd);
 	ksft_test_result_pass("VMs and vCPUs preserved for the retrieve faults\n");
 	test_freeze_running(luo_fd);
+	/* The sessions stand alone: /dev/liveupdate is for the next test to open. */
+	close(luo_fd);
 
 	daemonize_and_exit();
 }
