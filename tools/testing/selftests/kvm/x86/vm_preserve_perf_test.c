@@ -381,6 +381,8 @@ static void stage1(int rounds, bool demo)
 	/* Written in full: now it goes with the live VM. */
 	munmap(st, sizeof(*st));
 	preserve_fd(live, st_fd, TOKEN_STATE);
+	/* The sessions stand alone: /dev/liveupdate is for the next test to open. */
+	close(luo_fd);
 	daemonize_and_exit();
 }
 
