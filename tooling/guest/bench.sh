@@ -23,13 +23,14 @@ if [ "$(cat "$MARK" 2>/dev/null)" = 2 ]; then
 	"$BIN/kvm/x86/vm_preserve_perf_test" -s 2 -o "$RESULTS/bench-live-update.txt" || status=$?
 	echo
 	echo "== A guest in the caretaker's gap runtime through the same kexec, stage 2 (kvm/x86/caretaker_test -s 2)"
-	# Its figures ("key value" lines): the runtime's tick and the guest's
-	# work through the kexec (old kernel's reboot notifier to the new KVM's
-	# init) against a quiet second after it; the guest's longest gap from
+	# Its figures ("key value" lines): the runtime's tick, the guest's
+	# work and its timer interrupts through the kexec (old kernel's reboot
+	# notifier to the new KVM's init) against a quiet second after it; the
+	# guest's longest gap from
 	# the end of stage 1 to the park, against a quiet second in stage 1;
 	# the adoption (the vCPU's retrieve: park, take, set; the VM's
-	# retrieve to the vCPU running); the adopted guest's rounds, and its
-	# longest gap, which then spans the adoption too.
+	# retrieve to the vCPU running); the adopted guest's rounds and timer
+	# ticks, and its longest gap, which then spans the adoption too.
 	"$BIN/kvm/x86/caretaker_test" -s 2 -o "$RESULTS/bench-gap.txt" || status=$?
 	echo "$status" >"$RESULTS/bench-status"
 	exit 0
