@@ -94,7 +94,7 @@ served_pins() {
 		local all_served=1
 		for m in $set; do
 			[ -n "${pin[$m]:-}" ] || continue
-			served_versions "$m" | grep -qxF -- "${pin[$m]}" || all_served=0
+			grep -qxF -- "${pin[$m]}" <<<"$(served_versions "$m")" || all_served=0
 		done
 		[ $all_served = 0 ] || continue
 		common=""
@@ -121,7 +121,7 @@ run 'make buildroot-repin' and check the versions it picks (see README.md)"
 			out="$out $p"
 		elif [[ "$moved" == *" $p "* ]]; then
 			out="$out $p=${pin[$p]}"
-		elif ! served_versions "$p" | grep -qxF -- "${pin[$p]}"; then
+		elif ! grep -qxF -- "${pin[$p]}" <<<"$(served_versions "$p")"; then
 			warn "pinned $p=${pin[$p]} is no longer served; installing the archive's version (make buildroot-repin moves the pin)"
 			echo "$p=${pin[$p]}" >>"$KLU_CACHE/unserved-pins.txt"
 			out="$out $p"

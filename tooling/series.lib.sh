@@ -64,14 +64,16 @@ series_lint() {
 	while read -r p; do
 		[ -f "$TOP/patches/$p" ] || { echo "patches/series names $p, which does not exist"; bad=1; continue; }
 		grep -q '^Subject: ' "$TOP/patches/$p" || { echo "patches/$p has no Subject: line"; bad=1; }
-		if ! grep -q '^diff --git ' "$TOP/patches/$p" && ! series_files | grep -q "^$p"$'\t'; then
+		# Here-strings, not pipes: grep -q leaving early would kill the
+		# writer with SIGPIPE, and pipefail make that a miss.
+		if ! grep -q '^diff --git ' "$TOP/patches/$p" && ! grep -q "^$p"$'\t' <<<"$(series_files)"; then
 			echo "patches/$p changes nothing: no diff and no overlay files"
 			bad=1
 		fi
 	done < <(series_patches)
 	for f in "$TOP"/patches/*.patch; do
 		[ -e "$f" ] || continue
-		series_patches | grep -qxF "$(basename "$f")" || { echo "patches/$(basename "$f") is not in patches/series"; bad=1; }
+		grep -qxF "$(basename "$f")" <<<"$(series_patches)" || { echo "patches/$(basename "$f") is not in patches/series"; bad=1; }
 	done
 	while IFS=$'\t' read -r p f; do
 		[ "$p" = orphan ] && { echo "patches/series: $f is not under a patch"; bad=1; continue; }

@@ -27,11 +27,12 @@
 LIMIT=1800
 APPEND=""
 VERBOSE=""
-# Four CPUs, two of them isolated from the scheduler (isolcpus=domain) for
-# the vCPU caretaker's tests; fastpath_insn_len lets KVM serve fastpath exits
-# on QEMU's SVM, which has no Next RIP Save (see caretaker.rst).
-CPUS=${KLU_CPUS:-4}
-CARETAKER_APPEND="isolcpus=domain,2-3 kvm_amd.fastpath_insn_len=1"
+# Five CPUs, three of them isolated from the scheduler (isolcpus=domain) for
+# the vCPU caretaker's tests (two caretakers, and a spare for the kexec
+# stages' third gap runtime); fastpath_insn_len lets KVM serve fastpath
+# exits on QEMU's SVM, which has no Next RIP Save (see caretaker.rst).
+CPUS=${KLU_CPUS:-5}
+CARETAKER_APPEND="isolcpus=domain,2-4 kvm_amd.fastpath_insn_len=1"
 MEMORY=${KLU_MEMORY:-3G}
 # -cpu max is the model under which every listed test passes (see README.md).
 QEMU_CPU=${KLU_QEMU_CPU:-max}
