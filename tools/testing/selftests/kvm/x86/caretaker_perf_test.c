@@ -50,6 +50,7 @@ static u64 gen;		/* bumped by the host with each job */
 static u64 tsc_khz_g;
 static u64 count[2];		/* work done */
 static u64 ticks[2], ipis, pongs;
+static u64 acked[2];		/* the last gen each vCPU took */
 static u64 armed_deadline[2];
 static u64 nsamples;
 static u64 samples[NSAMPLES];
@@ -127,6 +128,7 @@ static void guest_code(void)
 		while (READ_ONCE(gen) == my_gen)
 			cpu_relax();
 		my_gen = READ_ONCE(gen);
+		WRITE_ONCE(acked[id], my_gen);
 		j = READ_ONCE(job);
 		switch (j) {
 		case G_CPUID:
@@ -266,26 +268,35 @@ static void kick_runners(struct runner *r, int n)
 static void sig_nop(int s) {}
 
 /*
- * The guest runs this binary's own code.  Under QEMU TCG's emulated SVM a
- * vCPU is sometimes left with the L1 kernel's RIP (the instruction after its
- * VMRUN) as its own, or at RIP 0x100, and never makes progress again: on the
- * base kernel as on a patched one.  A round in which a vCPU is outside the
- * guest's code, or did no work at all, measures that and not KVM: it is run
- * again in a new VM, and the count of such VMs is reported.
+ * Under QEMU TCG's emulated SVM a vCPU is sometimes left with the L1 kernel's
+ * RIP (the instruction after its VMRUN) as its own, or at RIP 0x100, and
+ * never makes progress again: on the base kernel as on a patched one.  A
+ * round in which a vCPU did no work, or did not take the next job within a
+ * second, measures that and not KVM: it is run again in a new VM, and the
+ * count of such VMs is reported.
  */
-extern char __executable_start[], etext[];
-
-static bool vcpu_wedged(int i, u64 count_before)
+static bool vcpu_answers(int i)
 {
+	u64 want = GREAD(vm, gen), t0 = now_ns();
+
+	while (GREAD(vm, acked[i]) != want) {
+		if (now_ns() - t0 > 1000000000ull)
+			return false;
+		usleep(1000);
+	}
+	return true;
+}
+
+static bool vcpu_wedged(int i, bool answered, u64 count_before)
+{
+	bool idle = GREAD(vm, count[i]) == count_before;
 	struct kvm_regs regs;
 
-	vcpu_regs_get(vcpus[i], &regs);
-	if (regs.rip >= (u64)__executable_start && regs.rip < (u64)etext &&
-	    GREAD(vm, count[i]) != count_before)
+	if (answered && !idle)
 		return false;
+	vcpu_regs_get(vcpus[i], &regs);
 	printf("vCPU %d wedged at RIP %llx (%s): the round runs again in a new VM\n",
-	       i, regs.rip, GREAD(vm, count[i]) == count_before ?
-	       "no progress" : "not in the guest's code");
+	       i, regs.rip, idle ? "no work done" : "its next job not taken");
 	return true;
 }
 
@@ -294,8 +305,8 @@ static void bench_exits(int rounds, int ms)
 	double cpuid[64], pio[64], timers[64], rtt[64];
 	struct runner r[2] = {};
 	int i, k, wedged = 0;
+	bool bad, answered[2];
 	u64 c0[2];
-	bool bad;
 
 	signal(SIGUSR1, sig_nop);
 	create_vm(2);
@@ -322,9 +333,11 @@ static void bench_exits(int rounds, int ms)
 			rtt[k] = (GREAD(vm, pongs) - p0) * 1e9 / dt;
 		}
 		set_job(G_IDLE);
+		answered[0] = vcpu_answers(0);
+		answered[1] = vcpu_answers(1);
 		kick_runners(r, 2);
-		bad = vcpu_wedged(0, c0[0]);
-		bad |= vcpu_wedged(1, c0[1]);
+		bad = vcpu_wedged(0, answered[0], c0[0]);
+		bad |= vcpu_wedged(1, answered[1], c0[1]);
 		if (bad) {
 			wedged++;
 			TEST_ASSERT(wedged <= 5, "%d wedged VMs", wedged);
