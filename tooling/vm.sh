@@ -33,6 +33,11 @@ VERBOSE=""
 # exits on QEMU's SVM, which has no Next RIP Save (see caretaker.rst).
 CPUS=${KLU_CPUS:-5}
 CARETAKER_APPEND="isolcpus=domain,2-4 kvm_amd.fastpath_insn_len=1"
+# KVM is built as modules (virtme-ng installs them for the guest): udev
+# would load kvm-amd at boot, and the guest scripts load it themselves, or
+# let a VM retrieved from a live update session load it (modprobe by name
+# ignores the blacklist).
+MODULES_APPEND="modprobe.blacklist=kvm_amd,kvm_intel"
 MEMORY=${KLU_MEMORY:-3G}
 # -cpu max is the model under which every listed test passes (see README.md).
 QEMU_CPU=${KLU_QEMU_CPU:-max}
@@ -85,7 +90,7 @@ boot() {
 		--disable-kvm --cpus "$CPUS" --memory "$MEMORY" \
 		--qemu-opts="-cpu $QEMU_CPU -no-reboot" \
 		--rwdir /build/results ${VERBOSE:+"$VERBOSE"} \
-		--append "root=/dev/root liveupdate=on nokaslr panic=-1 log_buf_len=4M $CARETAKER_APPEND $APPEND" \
+		--append "root=/dev/root liveupdate=on nokaslr panic=-1 log_buf_len=4M $CARETAKER_APPEND $MODULES_APPEND $APPEND" \
 		--exec ": >/build/results/$UP_NAME; $*" </dev/null &
 	pid=$!
 	deadline=$((SECONDS + LIMIT))

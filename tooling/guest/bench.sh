@@ -14,6 +14,9 @@ KERNEL=/build/out/arch/x86/boot/bzImage
 export PATH=$PATH:/usr/sbin:/sbin
 cd /tmp || exit 1
 
+# KVM is built as modules, which vm.sh keeps udev from loading.
+modprobe kvm-amd || echo "modprobe kvm-amd failed" >&2
+
 if [ "$(cat "$MARK" 2>/dev/null)" = 2 ]; then
 	rm -f "$MARK"
 	status=$(cat "$RESULTS/bench-status.1" 2>/dev/null || echo 1)

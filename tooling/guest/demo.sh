@@ -15,6 +15,9 @@ cd /tmp || exit 1
 
 step() { echo "STEP $*"; }
 
+# KVM is built as modules, which vm.sh keeps udev from loading.
+modprobe kvm-amd || echo "modprobe kvm-amd failed" >&2
+
 if [ "$(cat "$MARK" 2>/dev/null)" != 2 ]; then
 	step "kernel 1: what runs"
 	echo "kernel: $(uname -r), cmdline: $(cat /proc/cmdline | tr ' ' '\n' | grep -E '^(liveupdate|kho)' | tr '\n' ' ')"
