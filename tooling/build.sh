@@ -82,7 +82,8 @@ kernel() {
 	toolchain_check
 	config
 	log "building the kernel (LLVM=1, ccache, -j$JOBS)"
-	kmake bzImage "$@" 2>&1 | tee "$KLU_CACHE/build.log" | progress ||
+	# KVM is built as modules (virtme-ng hands the object tree's to the guest).
+	kmake bzImage modules "$@" 2>&1 | tee "$KLU_CACHE/build.log" | progress ||
 		die "kernel build failed (full log: $KLU_CACHE/build.log)"
 	[ -f "$OUT/arch/x86/boot/bzImage" ] || die "kernel build failed: no bzImage"
 }
@@ -99,7 +100,7 @@ base_kernel() {
 	toolchain_check
 	config base
 	log "building the base kernel $BASE_VERSION, unpatched (LLVM=1, ccache, -j$JOBS)"
-	kmake bzImage "$@" 2>&1 | tee "$KLU_CACHE/build-base.log" | progress ||
+	kmake bzImage modules "$@" 2>&1 | tee "$KLU_CACHE/build-base.log" | progress ||
 		die "base kernel build failed (full log: $KLU_CACHE/build-base.log)"
 	[ -f "$OUT/arch/x86/boot/bzImage" ] || die "base kernel build failed: no bzImage"
 }
