@@ -81,7 +81,8 @@ group_time() { echo "group $1 $(dt "$2")" >>"$RESULTS/groups"; }
 
 # KVM is built as modules (as distributions build it), which vm.sh keeps
 # udev from loading: stage 1 loads kvm-amd; stage 2 leaves it to the first VM
-# retrieved from a live update session (vm_preserve_test checks that it does).
+# retrieved from a live update session (vm_preserve_test checks that it does),
+# and loads it only for a KVM test that would come before that.
 kvm_modules() {
 	modprobe kvm-amd || echo "not ok guest:modprobe-kvm-amd # the module did not load" | tee -a "$TAP"
 }
@@ -149,6 +150,9 @@ stage2() {
 	local t0
 	t0=$(t)
 	while read -r path limit; do
+		# KVM stays unloaded until vm_preserve_test's first retrieve
+		# loads it; a KVM test that may come first loads it itself.
+		[[ $path == kvm/* && $path != */vm_preserve_test ]] && kvm_modules
 		run "$path:stage2" "$limit" "$SELFTESTS/$path" -s 2
 	done < <(tests kexec)
 	group_time kexec-stage2 "$t0"
