@@ -25,7 +25,7 @@ for pass in 1 2 3; do
 		obj=$OUT
 		[ $k = base ] && obj=$KLU_CACHE/out-base
 		KLU_OBJ=$obj "$TOOLING/vm.sh" --timeout 300 -- \
-			"/build/selftests/kvm/x86/caretaker_perf_test -m exits -r 5 -w 400 -o /build/results/exits-$k-$pass.txt" \
+			"modprobe kvm-amd && /build/selftests/kvm/x86/caretaker_perf_test -m exits -r 5 -w 400 -o /build/results/exits-$k-$pass.txt" \
 			>>"$BENCH/bench-exits.log" 2>&1 ||
 			die "the exit benchmark failed on the $k kernel (log: $BENCH/bench-exits.log)"
 	done
