@@ -7,11 +7,12 @@
 SHELL := /bin/bash
 T := tooling
 
-.PHONY: help run test bench check series export buildroot buildroot-repin base kernel selftests clean distclean
+.PHONY: help run test test-vmx bench check series export buildroot buildroot-repin base kernel selftests clean distclean
 
 help:
 	@echo "make run        build, boot and show the live-update demo"
 	@echo "make test       build, boot and run the whole test suite (TAP)"
+	@echo "make test-vmx   the same kernel on an Intel CPU with VMX, emulated by bochs (TAP)"
 	@echo "make bench      build, boot and run the benchmarks (ratios, side by side)"
 	@echo "make check      checkpatch --strict, rustfmtcheck, CLIPPY=1 build"
 	@echo "make export     turn the series branch of make series back into patches/ and the overlay"
@@ -41,6 +42,9 @@ selftests: prereqs
 
 test: prereqs
 	@$(T)/test.sh
+
+test-vmx: prereqs
+	@$(T)/test.sh --vmx
 
 run: prereqs
 	@$(T)/run.sh

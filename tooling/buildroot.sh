@@ -41,7 +41,8 @@ list_hash() {
 # The toolchain, by name: what `--repin` installs unpinned.
 TOOLCHAIN="build-essential flex bison bc libelf-dev libssl-dev dwarves cpio kmod rsync
 python3 xz-utils rustc rust-src rustfmt rust-clippy libstd-rust-dev bindgen libclang-dev clang lld llvm
-qemu-system-x86 virtme-ng busybox-static ccache kexec-tools udev git procps iproute2 uuid-dev"
+qemu-system-x86 virtme-ng busybox-static ccache kexec-tools udev git procps iproute2 uuid-dev
+bochsbios vgabios isolinux syslinux-common xorriso"
 
 # Packages that must be installed at one version: the Rust toolchain is
 # built from one source (rustc's core must match rust-src's, or the kernel's

@@ -10,9 +10,26 @@
 # guest that hit the watchdog, and a WARNING/BUG/Oops in the kernel log.
 #
 # KLU_FILTER=<substring> runs only the listed tests whose path contains it.
+#
+# --vmx (`make test-vmx`): the same kernel on the second platform, an Intel
+# CPU with VMX emulated by bochs (tooling/bochs.py), running
+# tooling/tests-vmx.list.  KUnit runs only on the first platform.
 
 . "$(dirname "$0")/lib.sh"
 need_host_cmd python3 python3
+
+PLATFORM=svm
+LIST=$TOOLING/tests.list
+CONSOLE=$KLU_CACHE/test-console.log
+GUEST_CHECKS="guest:/dev/kvm guest:kvm_amd-nested-npt guest:/dev/liveupdate"
+if [ "${1:-}" = --vmx ]; then
+	PLATFORM=vmx
+	LIST=$TOOLING/tests-vmx.list
+	RESULTS=$KLU_CACHE/results-vmx
+	CONSOLE=$RESULTS/console.log
+	TIMINGS=$KLU_CACHE/timings-vmx.txt
+	GUEST_CHECKS="guest:/dev/kvm guest:kvm_intel-nested-ept guest:/dev/liveupdate"
+fi
 
 main() {
 	if [ -n "${KLU_FILTER:-}" ] && [ -z "$(expected)" ]; then
@@ -26,6 +43,11 @@ main() {
 
 	rm -rf "$RESULTS"
 	mkdir -p "$RESULTS"
+	if [ $PLATFORM = vmx ]; then
+		vmx
+		report
+		return
+	fi
 	log "booting the patched kernel; tests run inside it"
 	local t0
 	t0=$(now)
@@ -38,6 +60,22 @@ main() {
 	[ -f "$RESULTS/groups" ] && awk '{ printf "%-28s %8s s\n", "tests: " $2, $3 }' "$RESULTS/groups" >>"$TIMINGS"
 
 	report
+}
+
+# The second platform: bochs boots an image of the kernel, the listed tests
+# and their libraries (tooling/vmx-image.sh); tooling/bochs.py watches each
+# test from the host and boots again after one that hangs the machine.
+vmx() {
+	timed "build: bochs" "$TOOLING/bochs-build.sh"
+	timed "build: bochs image" in_root bash "$C_TOP/tooling/vmx-image.sh" \
+		"$C_TOP/tooling/tests-vmx.list" "$C_OUT/vmx"
+	log "booting the patched kernel in bochs (Intel VMX); tests run inside it"
+	local t0
+	t0=$(now)
+	VM_RC=0
+	python3 "$TOOLING/bochs.py" "$OUT/vmx" "$RESULTS/tap" --list "$LIST" \
+		--filter "${KLU_FILTER:-}" --console "$CONSOLE" --timings "$TIMINGS" || VM_RC=$?
+	printf '%-28s %8s s\n' "bochs: boots + tests" "$(elapsed "$t0")" >>"$TIMINGS"
 }
 
 # KUnit: every suite that ran at boot, as parsed by kunit.py from dmesg.
@@ -94,7 +132,7 @@ PY
 # What tests.list says the guest must report, as "name skip-ok" lines.
 expected() {
 	local f=${KLU_FILTER:-}
-	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$TOOLING/tests.list" |
+	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$LIST" |
 		awk -v f="$f" 'f == "" || index($2, f) {
 			ok = ($4 == "skip-ok") ? 1 : 0
 			if ($1 == "kexec") { print $2 ":stage1", ok; print $2 ":stage2", ok } else print $2, ok }'
@@ -117,7 +155,7 @@ kernel_log() {
 	# it freezes, shuts down and jumps, and what either kernel prints after
 	# its last dmesg, reaches only the console (vm.sh --kernel-console:
 	# warnings and worse).  Its kernel lines carry a timestamp.
-	f=$KLU_CACHE/test-console.log
+	f=$CONSOLE
 	if [ -f "$f" ]; then
 		first=$(tr -d '\r' <"$f" | grep -a -m1 -E "^\[ *[0-9]+\.[0-9]+\] .*($KERNEL_BAD)" || true)
 		if [ -n "$first" ]; then
@@ -135,10 +173,10 @@ report() {
 	while read -r name ok; do skipok[$name]=$ok; done < <(expected)
 	{
 		[ "$VM_RC" = 0 ] || echo "not ok guest # the VM exited with status $VM_RC$([ "$VM_RC" = 124 ] && echo ': watchdog')"
-		kunit_results
+		[ $PLATFORM = vmx ] || kunit_results
 		cat "$RESULTS/tap" 2>/dev/null || true
 		if [ -z "${KLU_FILTER:-}" ]; then
-			for name in guest:/dev/kvm guest:kvm_amd-nested-npt guest:/dev/liveupdate; do
+			for name in $GUEST_CHECKS; do
 				grep -q -E "^(ok|not ok) $name( |$)" "$RESULTS/tap" 2>/dev/null ||
 					echo "not ok $name # no result: the guest never ran the suite"
 			done
@@ -147,7 +185,7 @@ report() {
 		# A listed test with no result line never ran to completion.
 		expected | while read -r name ok; do
 			grep -q -E "^(ok|not ok) $name( |$)" "$RESULTS/tap" 2>/dev/null ||
-				echo "not ok $name # no result: the guest crashed, hung or never ran it (see $KLU_CACHE/test-console.log)"
+				echo "not ok $name # no result: the guest crashed, hung or never ran it (see $CONSOLE)"
 		done
 	} >"$tap.tmp"
 	local n=0 pass=0 fail=0 skip=0 line test
@@ -174,9 +212,9 @@ report() {
 		esac
 	done <"$tap.tmp"
 	mv "$tap.tmp" "$tap"
-	echo "# timings (also in $KLU_CACHE/timings.txt):"
+	echo "# timings (also in $KLU_CACHE/$(basename "${TIMINGS%.new}")):"
 	sed 's/^/#   /' "$TIMINGS"
-	cp "$TIMINGS" "$KLU_CACHE/timings.txt"
+	cp "$TIMINGS" "$KLU_CACHE/$(basename "${TIMINGS%.new}")"
 	echo "$pass passed, $fail failed, $skip skipped"
 	[ $fail = 0 ] && [ $n -gt 0 ]
 }

@@ -22,60 +22,10 @@ FILTER=${KLU_FILTER:-}
 cd /tmp || exit 1
 export PATH=$PATH:/usr/sbin:/sbin
 
-t() { date +%s.%N; }
-dt() { awk -v a="$1" -v b="$(t)" 'BEGIN { printf "%.1f", b - a }'; }
-
-# run NAME LIMIT CMD...: run one test with a time limit, record its result.
-# A kselftest-harness test that skipped cases exits 0; its "# Totals:" line
-# says so, and such a test is reported as a skip (which the host judges).
-run() {
-	local name=$1 limit=$2 t0 rc log totals skip pass
-	shift 2
-	log=$RESULTS/logs/${name//\//_}.log
-	echo "# --- $name" >&2
-	t0=$(t)
-	timeout -k 5 "$limit" "$@" >"$log" 2>&1
-	rc=$?
-	sed 's/^/# /' "$log" | tail -n 40 >&2
-	totals=$(grep -m1 '^# Totals:' "$log" || true)
-	skip=$(sed -n 's/.* skip:\([0-9]*\).*/\1/p' <<<"$totals")
-	pass=$(sed -n 's/.*Totals: pass:\([0-9]*\).*/\1/p' <<<"$totals")
-	if [ $rc = 0 ] && [ -n "$totals" ] && { [ "${skip:-0}" != 0 ] || [ "${pass:-0}" = 0 ]; }; then
-		echo "ok $name # SKIP $skip of its cases skipped: $(grep -m1 -E 'SKIP' "$log" | tr -d '#\n' | cut -c1-100)" | tee -a "$TAP"
-	elif [ $rc = 0 ]; then
-		echo "ok $name # $(dt "$t0")s" | tee -a "$TAP"
-	elif [ $rc = 4 ]; then
-		echo "ok $name # SKIP $(grep -m1 -i -E 'skip|requirement' "$log" | tr -d '#\n' | cut -c1-120)" | tee -a "$TAP"
-	elif [ $rc = 124 ] || [ $rc = 137 ]; then
-		echo "not ok $name # timed out after ${limit}s" | tee -a "$TAP"
-	else
-		echo "not ok $name # exit $rc after $(dt "$t0")s" | tee -a "$TAP"
-	fi
-}
-
-# check NAME COMMAND...: a platform fact the suite depends on.
-check() {
-	local name=$1
-	shift
-	if "$@" >/dev/null 2>&1; then
-		echo "ok $name" | tee -a "$TAP"
-	else
-		echo "not ok $name # the guest platform lacks it: every test below would skip" | tee -a "$TAP"
-	fi
-}
-
-tests() {
-	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$LIST" | awk -v g="$1" '$1 == g { print $2, $3 }' |
-		while read -r path limit; do
-			[ -z "$FILTER" ] || [[ "$path" == *$FILTER* ]] && echo "$path $limit"
-		done
-}
-
-# The groups of tests.list in order of first appearance, but "kexec", which
-# runs around the kexec.
-groups() {
-	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$LIST" | awk '$1 != "kexec" && !seen[$1]++ { print $1 }'
-}
+LOGS=$RESULTS/logs
+result() { echo "$1" | tee -a "$TAP"; }
+# shellcheck source=tooling/guest/run-lib.sh
+. /build/repo/tooling/guest/run-lib.sh
 
 group_time() { echo "group $1 $(dt "$2")" >>"$RESULTS/groups"; }
 
