@@ -97,7 +97,7 @@ def main():
     ap.add_argument("--list", required=True)
     ap.add_argument("--filter", default="")
     ap.add_argument("--append", default="")
-    ap.add_argument("--cpus", type=int, default=1)
+    ap.add_argument("--cpus", type=int, default=2)
     # Host seconds per guest second allowed before the watchdog fires.
     ap.add_argument("--slow", type=float, default=float(os.environ.get("KLU_VMX_SLOW", "4")))
     ap.add_argument("--console", required=True)
