@@ -81,8 +81,13 @@ vmx() {
 # KUnit: every suite that ran at boot, as parsed by kunit.py from dmesg.
 kunit_results() {
 	[ -f "$RESULTS/dmesg.boot1" ] || { echo "not ok kunit # no dmesg from the first boot"; return 0; }
+	# Only KTAP's lines: a driver's message that lands between two of
+	# them (seen: "input: ImExPS/2 ..." after "KTAP version 1") makes
+	# kunit.py lose count of a suite's tests.
+	grep -a -E '^\[ *[0-9]+\.[0-9]+\] +(KTAP version|TAP version|[0-9]+\.\.[0-9]+|ok |not ok |# )' \
+		"$RESULTS/dmesg.boot1" >"$RESULTS/dmesg.ktap" || true
 	in_root python3 "$C_SRC/tools/testing/kunit/kunit.py" parse --json=/build/results/kunit.json \
-		/build/results/dmesg.boot1 >"$RESULTS/kunit.txt" 2>&1 || true
+		/build/results/dmesg.ktap >"$RESULTS/kunit.txt" 2>&1 || true
 	python3 - "$RESULTS/kunit.json" <<'PY'
 import json, sys
 try:
