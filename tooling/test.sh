@@ -74,7 +74,8 @@ vmx() {
 	t0=$(now)
 	VM_RC=0
 	python3 "$TOOLING/bochs.py" "$OUT/vmx" "$RESULTS/tap" --list "$LIST" \
-		--filter "${KLU_FILTER:-}" --console "$CONSOLE" --timings "$TIMINGS" || VM_RC=$?
+		--filter "${KLU_FILTER:-}" --append "${KLU_VMX_APPEND:-}" --console "$CONSOLE" \
+		--timings "$TIMINGS" || VM_RC=$?
 	printf '%-28s %8s s\n' "bochs: boots + tests" "$(elapsed "$t0")" >>"$TIMINGS"
 }
 
