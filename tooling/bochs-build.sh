@@ -7,8 +7,11 @@
 # EFLAGS.IF = 0 (every KVM selftest guest): VM entry evaluates the interrupt
 # masks before it marks the CPU as in guest mode, so "external-interrupt
 # exiting" is ignored and the host's timer never gets the CPU back (see
-# tooling/bochs/vmx-entry-intr-mask.patch and README.md's platform notes).
-# This builds Debian's bochs source with that one fix, with the features the
+# tooling/bochs/vmx-entry-intr-mask.patch and README.md's platform notes),
+# and one that fails every VM entry with APICv: it wants the posted-interrupt
+# descriptor page-aligned, where the SDM asks for 64 bytes
+# (tooling/bochs/vmx-pi-desc-align.patch; bochs' master has that fixed).
+# This builds Debian's bochs source with those fixes, with the features the
 # emulated CPU model needs and no GUI, debugger or plugins, so it also runs
 # faster than Debian's build.  The BIOS images come from Debian's bochsbios
 # and vgabios packages (tooling/buildroot.packages).

@@ -42,7 +42,22 @@ def listed(path, flt):
     return order
 
 
-def bochsrc(img, serial, cpus):
+class Tail:
+    """The complete lines a file grew by since the last call."""
+
+    def __init__(self, path):
+        self.path, self.pos, self.buf = path, 0, b""
+
+    def lines(self):
+        with open(self.path, "rb") as f:
+            f.seek(self.pos)
+            chunk = f.read()
+        self.pos += len(chunk)
+        *lines, self.buf = (self.buf + chunk).split(b"\n")
+        return [raw.decode(errors="replace").rstrip("\r") for raw in lines]
+
+
+def bochsrc(img, serial, marks, cpus):
     """The machine: the model and rate of ../shared/platform.md's trial."""
     c = "/build/out/vmx"
     return f"""\
@@ -53,6 +68,7 @@ vgaromimage: file=/usr/share/vgabios/vgabios.bin
 ata0-master: type=cdrom, path={c}/boot.iso, status=inserted
 boot: cdrom
 com1: enabled=1, mode=file, dev={c}/{os.path.basename(serial)}
+com2: enabled=1, mode=file, dev={c}/{os.path.basename(marks)}
 clock: sync=none, time0=local
 display_library: {DISPLAY}
 mouse: enabled=0
@@ -68,7 +84,7 @@ IPS = 100_000_000
 # Debian's instead (which has no "nogui" display), e.g. to reproduce the
 # VMX bug that build fixes.
 BOCHS = os.environ.get("KLU_BOCHS", "/usr/local/bin/bochs")
-DISPLAY = "nogui" if BOCHS == "/usr/local/bin/bochs" else 'rfb, options="timeout=0"'
+DISPLAY = 'rfb, options="timeout=0"' if BOCHS == "/usr/bin/bochs" else "nogui"
 
 
 def in_root(cmd, **kw):
@@ -123,33 +139,30 @@ def main():
         boot += 1
         make_iso(args.img, base + f" klu.from={start_from}")
         serial = os.path.join(args.img, f"serial-{boot}.log")
+        marks = os.path.join(args.img, f"marks-{boot}.log")
         open(serial, "w").close()
+        open(marks, "w").close()
         with open(os.path.join(args.img, "bochsrc"), "w") as f:
-            f.write(bochsrc(args.img, serial, args.cpus))
+            f.write(bochsrc(args.img, serial, marks, args.cpus))
         t0 = time.monotonic()
         p = in_root(f"exec {BOCHS} -q -f /build/out/vmx/bochsrc >/build/out/vmx/bochs.out 2>&1")
         print(f"    bochs: boot {boot} (klu.from={start_from})", file=sys.stderr, flush=True)
         current, deadline, done = None, t0 + 240, False
         why = "the machine did not start its tests within 240 s"
-        pos, buf = 0, b""
+        con = Tail(serial)
+        mark = Tail(marks)
         kexec_at = None
         while True:
-            with open(serial, "rb") as f:
-                f.seek(pos)
-                chunk = f.read()
-            pos += len(chunk)
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for raw in lines:
-                line = raw.decode(errors="replace").rstrip("\r")
+            for line in con.lines():
                 console.write(line + "\n")
-                m = MARK.search(line)
+            for line in mark.lines():
+                m = MARK.match(line)
                 if not m:
                     continue
                 msg = m.group(1)
                 now = time.monotonic()
                 print(f"    | [{now - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
-                if msg.startswith("start "):
+                if re.fullmatch(r"start \S+ \d+", msg):
                     _, name, limit = msg.split()
                     current = name
                     deadline = now + float(limit) * args.slow + 60

@@ -3,7 +3,9 @@
 #
 # /init of the bochs image (tooling/vmx-image.sh, `make test-vmx`).  bochs
 # shares no directory with the host: every line for the host goes to the
-# serial console with the prefix "@@KLU@@", which tooling/bochs.py reads:
+# second serial port (the kernel's console, on the first, could splice a
+# line into the middle of one of ours), with the prefix "@@KLU@@", which
+# tooling/bochs.py reads, and to the console for whoever reads that:
 #   begin STAGE             the runner started
 #   start NAME LIMIT        a test started (the host's watchdog arms)
 #   ok|not ok NAME # ...    a result, judged as under virtme-ng (run-lib.sh)
@@ -41,7 +43,14 @@ FILTER=$(arg klu.filter)
 STAGE=${STAGE:-1}
 FROM=${FROM:-0}
 
-say() { echo "@@KLU@@ $*"; }
+# Open once, raw and fast: a port closed after each line may drop what it
+# still had to send.
+stty -F /dev/ttyS1 115200 raw -echo
+exec 9>/dev/ttyS1
+say() {
+	echo "@@KLU@@ $*" >&9
+	echo "@@KLU@@ $*"
+}
 result() {
 	echo "$1" >>"$TAP"
 	say "$1"
@@ -52,6 +61,8 @@ result() {
 finish() {
 	sync
 	say done
+	# What the port still holds goes out before the power does.
+	sleep 1
 	poweroff -f
 }
 
