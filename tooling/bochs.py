@@ -152,6 +152,7 @@ def main():
         con = Tail(serial)
         mark = Tail(marks)
         kexec_at = None
+        exited = False
         while True:
             for line in con.lines():
                 console.write(line + "\n")
@@ -187,11 +188,14 @@ def main():
                 elif msg == "done":
                     done = True
             console.flush()
-            if done or p.poll() is not None:
+            if done or exited:
                 break
-            if time.monotonic() > deadline:
+            # One more look at both ports once bochs is gone.
+            exited = p.poll() is not None
+            if not exited and time.monotonic() > deadline:
                 break
-            time.sleep(0.5)
+            if not exited:
+                time.sleep(0.5)
         if done:
             try:
                 p.wait(timeout=30)
@@ -200,7 +204,7 @@ def main():
         kill(p)
         if done:
             break
-        if p.returncode is not None and not current and time.monotonic() <= deadline:
+        if exited:
             why = f"bochs exited ({p.returncode}) before the runner finished"
         name = current or "guest"
         tap.write(f"not ok {name} # host watchdog: {why}; see {args.console}\n")
