@@ -154,12 +154,16 @@ fn restore_blob(phys: u64) -> Result<RestoredVmalloc> {
                 *byte ^= 0xff;
             }
         }
-        // A vCPU saved by a KVM that could give every CPU feature.
+        // A vCPU given a CPU feature that no KVM gives (EST, CPUID 1 ECX
+        // bit 7), which the saving KVM claims it could give.
         3 => {
+            if let Some(cpuid) = format::section_mut(b, kvm::VCPU_SECTION_CPUID) {
+                // struct kvm_cpuid_entry2: function, index, flags, EAX...
+                or_where(cpuid, 40, &[(0, 1)], 20, FAULT_CPU_FEATURE);
+            }
             if let Some(caps) = format::section_mut(b, kvm::VCPU_SECTION_CPU_CAPS) {
-                for cap in caps.chunks_exact_mut(16) {
-                    cap[12..].fill(0xff);
-                }
+                // struct kvm_luo_cpu_cap: function, index, reg (2: ECX), bits.
+                or_where(caps, 16, &[(0, 1), (8, 2)], 12, FAULT_CPU_FEATURE);
             }
             format::restamp(b);
         }
@@ -168,11 +172,11 @@ fn restore_blob(phys: u64) -> Result<RestoredVmalloc> {
         4 => {
             if let Some(cpuid) = format::section_mut(b, kvm::VCPU_SECTION_CPUID) {
                 // struct kvm_cpuid_entry2: function, index, flags, EAX...
-                or_where(cpuid, 40, 0, kvm::CPUID_KVM_FEATURES, 12, FAULT_PV_FEATURE);
+                or_where(cpuid, 40, &[(0, kvm::CPUID_KVM_FEATURES)], 12, FAULT_PV_FEATURE);
             }
             if let Some(caps) = format::section_mut(b, kvm::VCPU_SECTION_CPU_CAPS) {
                 // struct kvm_luo_cpu_cap: function, index, reg, bits.
-                or_where(caps, 16, 0, kvm::CPUID_KVM_FEATURES, 12, FAULT_PV_FEATURE);
+                or_where(caps, 16, &[(0, kvm::CPUID_KVM_FEATURES)], 12, FAULT_PV_FEATURE);
             }
             format::restamp(b);
         }
@@ -200,14 +204,21 @@ fn restore_blob(phys: u64) -> Result<RestoredVmalloc> {
     Ok(mem)
 }
 
+/// A CPU feature that KVM never gives a guest, for fault 3: Enhanced
+/// SpeedStep (CPUID 1 ECX bit 7).
+const FAULT_CPU_FEATURE: u32 = 1 << 7;
+
 /// A paravirtual feature bit that KVM does not define, for fault 4.
 const FAULT_PV_FEATURE: u32 = 1 << 20;
 
-/// In the records of `size` bytes in `b` whose u32 at `key_at` is `key`,
-/// ORs `bits` into the u32 at `at`.
-fn or_where(b: &mut [u8], size: usize, key_at: usize, key: u32, at: usize, bits: u32) {
+/// In the records of `size` bytes in `b` whose u32 at each `(offset, key)`
+/// of `keys` is `key`, ORs `bits` into the u32 at `at`.
+fn or_where(b: &mut [u8], size: usize, keys: &[(usize, u32)], at: usize, bits: u32) {
     for rec in b.chunks_exact_mut(size) {
-        if rec.get(key_at..key_at + 4) != Some(&key.to_le_bytes()[..]) {
+        let matches = keys
+            .iter()
+            .all(|&(key_at, key)| rec.get(key_at..key_at + 4) == Some(&key.to_le_bytes()[..]));
+        if !matches {
             continue;
         }
         if let Some(v) = rec.get_mut(at..at + 4) {

@@ -260,6 +260,7 @@ struct preserved_state {
 	u64 apic_bus_ns;
 	u64 realtime_ns;	/* CLOCK_REALTIME when the vCPUs were recorded */
 	struct kvm_pit_state2 pit;
+	struct kvm_irqchip irqchip[3];	/* PIC master, PIC slave, IOAPIC */
 	struct vcpu_state vcpus[MAX_VCPUS];
 };
 
@@ -922,6 +923,10 @@ static int preserve_main_vm(int luo_fd)
 	st->has_xcrs = kvm_has_cap(KVM_CAP_XCRS);
 	st->apic_bus_ns = kvm_has_cap(KVM_CAP_X86_APIC_BUS_CYCLES_NS) ? APIC_BUS_NS : 0;
 	vm_ioctl(vm, KVM_GET_PIT2, &st->pit);
+	for (i = 0; i < 3; i++) {
+		st->irqchip[i].chip_id = i;
+		vm_ioctl(vm, KVM_GET_IRQCHIP, &st->irqchip[i]);
+	}
 	st->realtime_ns = realtime_ns();
 
 	TEST_ASSERT(msr_list->nmsrs <= MAX_MSRS, "%u MSRs, at most %u here", msr_list->nmsrs,
@@ -1120,10 +1125,10 @@ static void test_retrieve_faults(int luo_fd)
 		ksft_test_result_pass("retrieve of a corrupted payload: EBADMSG, twice\n");
 
 		/*
-		 * Fault 3 makes the saved record of what the old KVM could give
-		 * claim every feature, so that the guest's CPUID has features
-		 * (at least OSXSAVE, which KVM derives from CR4 and never lists)
-		 * that the old KVM "gave" and this one cannot.
+		 * Fault 3 gives the guest a CPU feature that no KVM gives (EST,
+		 * CPUID 1 ECX bit 7), and makes the saved record of what the
+		 * old KVM could give list it: a feature the guest had, and
+		 * that this KVM genuinely lacks.
 		 */
 		set_luo_fault("3");
 		assert_luo_errno(luo_session_retrieve_fd(s, TOKEN_FAULT_CPU_VCPU), EOPNOTSUPP,
@@ -1273,6 +1278,18 @@ static void test_restore(int luo_fd)
 	for (i = 0; i < 3; i++)
 		pit.channels[i].count_load_time = st->pit.channels[i].count_load_time;
 	n += report_diff(-1, "PIT", &st->pit, &pit, sizeof(pit));
+	/*
+	 * The PICs and the IOAPIC, as recorded after the IOAPIC's edge went
+	 * to vCPU 0's local APIC (whose IRR has it: see the vCPUs above).
+	 */
+	for (i = 0; i < 3; i++) {
+		static const char * const chips[] = { "PIC master", "PIC slave", "IOAPIC" };
+		struct kvm_irqchip chip = { .chip_id = i };
+
+		TEST_ASSERT(!ioctl(vm_fd, KVM_GET_IRQCHIP, &chip), "KVM_GET_IRQCHIP %d: errno %d",
+			    i, errno);
+		n += report_diff(-1, chips[i], &st->irqchip[i], &chip, sizeof(chip));
+	}
 	TEST_ASSERT(!n, "%d items of vCPU and VM state differ", n);
 
 	/* VM capabilities (exception payloads and triple faults: in events). */
