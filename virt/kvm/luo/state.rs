@@ -172,11 +172,23 @@ fn restore_blob(phys: u64) -> Result<RestoredVmalloc> {
         4 => {
             if let Some(cpuid) = format::section_mut(b, kvm::VCPU_SECTION_CPUID) {
                 // struct kvm_cpuid_entry2: function, index, flags, EAX...
-                or_where(cpuid, 40, &[(0, kvm::CPUID_KVM_FEATURES)], 12, FAULT_PV_FEATURE);
+                or_where(
+                    cpuid,
+                    40,
+                    &[(0, kvm::CPUID_KVM_FEATURES)],
+                    12,
+                    FAULT_PV_FEATURE,
+                );
             }
             if let Some(caps) = format::section_mut(b, kvm::VCPU_SECTION_CPU_CAPS) {
                 // struct kvm_luo_cpu_cap: function, index, reg, bits.
-                or_where(caps, 16, &[(0, kvm::CPUID_KVM_FEATURES)], 12, FAULT_PV_FEATURE);
+                or_where(
+                    caps,
+                    16,
+                    &[(0, kvm::CPUID_KVM_FEATURES)],
+                    12,
+                    FAULT_PV_FEATURE,
+                );
             }
             format::restamp(b);
         }
