@@ -7,7 +7,7 @@
 SHELL := /bin/bash
 T := tooling
 
-.PHONY: help run test test-vmx bench check series export buildroot buildroot-repin base kernel selftests clean distclean
+.PHONY: help run test test-vmx bench check check-patches series export buildroot buildroot-repin base kernel selftests clean distclean
 
 help:
 	@echo "make run        build, boot and show the live-update demo"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-vmx   the same kernel on an Intel CPU with VMX, emulated by bochs (TAP)"
 	@echo "make bench      build, boot and run the benchmarks (ratios, side by side)"
 	@echo "make check      checkpatch --strict, rustfmtcheck, CLIPPY=1 build"
+	@echo "make check-patches  build each patch, with Rust and without (KLU_PATCHES=first-last)"
 	@echo "make export     turn the series branch of make series back into patches/ and the overlay"
 	@echo "make series     the series as git format-patch files in series/"
 	@echo "make kernel     build only the kernel"
@@ -55,6 +56,9 @@ bench: prereqs
 check: prereqs
 	@$(T)/check.sh
 
+check-patches: prereqs
+	@$(T)/check-patches.sh
+
 series: base
 	@$(T)/series.sh
 
@@ -62,7 +66,8 @@ export:
 	@$(T)/export.sh
 
 clean:
-	@. $(T)/lib.sh && rm -rf "$$OUT" "$$SELFTESTS_OUT" "$$RESULTS" "$$KLU_CACHE/out-clippy"
+	@. $(T)/lib.sh && rm -rf "$$OUT" "$$SELFTESTS_OUT" "$$RESULTS" "$$KLU_CACHE/out-clippy" \
+		"$$KLU_CACHE/out-patch-rust" "$$KLU_CACHE/out-patch-norust" "$$KLU_CACHE/src-patch"
 
 distclean:
 	@. $(T)/lib.sh && rm -rf "$$KLU_CACHE"

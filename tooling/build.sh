@@ -7,6 +7,7 @@
 # object tree outside the clone.
 #
 # usage: build.sh [kernel|selftests|base_kernel|all] [extra make args...]
+# (and patch_kernel, for tooling/check-patches.sh)
 
 . "$(dirname "$0")/lib.sh"
 
@@ -27,14 +28,17 @@ kmake() {
 }
 
 config() {
-	local hash base=${1:-}
-	hash=$({ cat "$FRAGMENT"; echo "$BASE_VERSION"; } | sha256sum | cut -d' ' -f1)
+	local hash base=${1:-} extra=
+	# KLU_CONFIG_EXTRA: a second fragment of tooling/config/, merged after.
+	[ -n "${KLU_CONFIG_EXTRA:-}" ] && extra=$C_TOP/tooling/config/$KLU_CONFIG_EXTRA
+	hash=$({ cat "$FRAGMENT"; [ -z "$extra" ] || cat "$TOOLING/config/$KLU_CONFIG_EXTRA"
+		echo "$BASE_VERSION"; } | sha256sum | cut -d' ' -f1)
 	if [ -f "$OUT/.config" ] && [ "$(cat "$OUT/.klu-config" 2>/dev/null)" = "$hash" ]; then
 		return 0
 	fi
-	log "configuring: tinyconfig + $(basename "$FRAGMENT")"
+	log "configuring: tinyconfig + $(basename "$FRAGMENT")${extra:+ + $KLU_CONFIG_EXTRA}"
 	kmake -s tinyconfig >/dev/null
-	in_root /bin/sh -c "cd $C_OUT && KCONFIG_CONFIG=.config $C_SRC/scripts/kconfig/merge_config.sh -m -O $C_OUT .config $C_TOP/tooling/config/$(basename "$FRAGMENT")" >/dev/null
+	in_root /bin/sh -c "cd $C_OUT && KCONFIG_CONFIG=.config $C_SRC/scripts/kconfig/merge_config.sh -m -O $C_OUT .config $C_TOP/tooling/config/$(basename "$FRAGMENT") $extra" >/dev/null
 	kmake -s olddefconfig >/dev/null
 	local bad=0 line sym val got
 	while IFS= read -r line; do
@@ -103,6 +107,20 @@ base_kernel() {
 	kmake bzImage modules "$@" 2>&1 | tee "$KLU_CACHE/build-base.log" | progress ||
 		die "base kernel build failed (full log: $KLU_CACHE/build-base.log)"
 	[ -f "$OUT/arch/x86/boot/bzImage" ] || die "base kernel build failed: no bzImage"
+}
+
+# One patch of the series, in the tree tooling/check-patches.sh keeps
+# ($KLU_SRC_TREE) and the object tree of its variant ($KLU_OBJ, with Rust
+# or without: KLU_CONFIG_EXTRA=no-rust.config).  Options a later patch
+# adds may not exist yet: the fragment applies as it can, as for the base.
+# The output goes to build.log in the object tree; its tail on a failure.
+patch_kernel() {
+	[ -n "${KLU_PATCH_BUILD:-}" ] || die "patch_kernel is for tooling/check-patches.sh"
+	toolchain_check
+	config base >/dev/null
+	kmake bzImage modules "$@" >"$OUT/build.log" 2>&1 ||
+		{ grep -E 'error|Error' "$OUT/build.log" | tail -n 20 >&2; return 1; }
+	[ -f "$OUT/arch/x86/boot/bzImage" ] || { echo "no bzImage" >&2; return 1; }
 }
 
 # The selftest groups tests.list uses, built against the patched UAPI headers.
